@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import { authRoutes } from './auth/auth.routes.ts';
+import type { AuthService } from './auth/auth.service.ts';
+import { requireSessions } from './auth/session.hook.ts';
+import type { Config } from './config.ts';
+import type { Db } from './database/database.ts';
+import { healthRoutes } from './health/health.routes.ts';
+import { installErrorHandlers } from './http/error-handler.ts';
+import { registerOpenApi } from './http/openapi.ts';
+import { jobsRoutes } from './jobs/jobs.routes.ts';
+import type { JobsService } from './jobs/jobs.service.ts';
+import { metricsRoutes } from './metrics/metrics.routes.ts';
+
+export interface AppDependencies {
+  config: Pick<Config, 'http'>;
+  logger: Logger;
+  db: Db;
+  auth: AuthService;
+  jobs: JobsService;
+  https?: { key: Buffer; cert: Buffer };
+}
+
+/** The HTTP API: conventions (errors, validation, sessions, request logs) first, then the routes. */
+export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // Fastify's own two lines per request are replaced by our one (logOneLinePerRequest).
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    trustProxy: deps.config.http.trustProxy,
+    bodyLimit: deps.config.http.bodyLimitBytes,
+    return503OnClosing: true,
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  // JSON only: without this, Fastify would also accept text/plain bodies.
+  app.removeContentTypeParser(['text/plain']);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandlers(app);
+  logOneLinePerRequest(app);
+  requireSessions(app, deps.auth);
+  await registerOpenApi(app);
+
+  await app.register(healthRoutes, { db: deps.db });
+  await app.register(authRoutes, { auth: deps.auth });
+  await app.register(jobsRoutes, { jobs: deps.jobs });
+  await app.register(metricsRoutes, { db: deps.db });
+  return app;
+}
+
+/** One JSON line per request, written when the answer has gone out, with the request id. */
+function logOneLinePerRequest(app: FastifyInstance): void {
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url.split('?')[0],
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 10) / 10,
+        client: request.ip,
+      },
+      'request',
+    );
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+}

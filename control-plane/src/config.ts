@@ -1,0 +1,107 @@
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting of the control plane, read once from the environment at start. A bad value stops
+ * the process with one line naming the variable (see `loadConfig`). docs/configuration.md lists
+ * the same variables: keep the two in step.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+const environmentSchema = z.object({
+  INIT_CWD: z.string().optional(),
+  DATABASE_URL: optionalString.pipe(z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  WPCP_DATA_DIR: z.string().min(1).default('./.wpcp'),
+  WPCP_EMBEDDED_PG_PORT: port.default(5433),
+  WPCP_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  WPCP_HTTP_PORT: port.default(8080),
+  WPCP_HTTP_TLS_CERT: optionalString,
+  WPCP_HTTP_TLS_KEY: optionalString,
+  WPCP_HTTP_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
+  WPCP_TRUST_PROXY: bool.default(false),
+  WPCP_ADMIN_EMAIL: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an email address').default('admin@localhost'),
+  WPCP_ADMIN_PASSWORD: optionalString.pipe(z.string().min(12).optional()),
+  WPCP_MASTER_KEY: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 random bytes, base64-encoded (openssl rand -base64 32)')
+      .optional(),
+  ),
+  WPCP_SESSION_IDLE_SECONDS: positiveInt.default(12 * 3600),
+  WPCP_SESSION_MAX_SECONDS: positiveInt.default(7 * 24 * 3600),
+  WPCP_LOGIN_MAX_FAILURES: positiveInt.default(10),
+  WPCP_LOGIN_WINDOW_SECONDS: positiveInt.default(15 * 60),
+  WPCP_JOB_CONCURRENCY: positiveInt.default(8),
+  WPCP_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WPCP_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
+  WPCP_GRPC_PORT: port.default(8443),
+  WPCP_GRPC_PUBLIC_NAMES: z.string().optional(),
+});
+
+export type Config = ReturnType<typeof toConfig>;
+
+function toConfig(env: z.infer<typeof environmentSchema>) {
+  // `npm start` runs in the workspace folder; a relative path means the folder npm was started in.
+  const dataDir = path.resolve(env.INIT_CWD ?? process.cwd(), env.WPCP_DATA_DIR);
+  return {
+    databaseUrl: env.DATABASE_URL,
+    dataDir,
+    embeddedPostgresPort: env.WPCP_EMBEDDED_PG_PORT,
+    http: {
+      host: env.WPCP_HTTP_HOST,
+      port: env.WPCP_HTTP_PORT,
+      tls:
+        env.WPCP_HTTP_TLS_CERT && env.WPCP_HTTP_TLS_KEY
+          ? { certFile: env.WPCP_HTTP_TLS_CERT, keyFile: env.WPCP_HTTP_TLS_KEY }
+          : undefined,
+      bodyLimitBytes: env.WPCP_HTTP_BODY_LIMIT_BYTES,
+      trustProxy: env.WPCP_TRUST_PROXY,
+    },
+    admin: { email: env.WPCP_ADMIN_EMAIL.toLowerCase(), password: env.WPCP_ADMIN_PASSWORD },
+    masterKey: env.WPCP_MASTER_KEY,
+    sessions: { idleSeconds: env.WPCP_SESSION_IDLE_SECONDS, maxSeconds: env.WPCP_SESSION_MAX_SECONDS },
+    loginRateLimit: { maxFailures: env.WPCP_LOGIN_MAX_FAILURES, windowSeconds: env.WPCP_LOGIN_WINDOW_SECONDS },
+    jobs: { concurrency: env.WPCP_JOB_CONCURRENCY },
+    logLevel: env.WPCP_LOG_LEVEL,
+    grpc: {
+      host: env.WPCP_GRPC_HOST,
+      port: env.WPCP_GRPC_PORT,
+      publicNames: (env.WPCP_GRPC_PUBLIC_NAMES ?? `${hostname()},localhost,127.0.0.1`)
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean),
+    },
+  };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws a ConfigError whose message is one line naming each bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = environmentSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const config = toConfig(parsed.data);
+  if (Boolean(env.WPCP_HTTP_TLS_CERT) !== Boolean(env.WPCP_HTTP_TLS_KEY)) {
+    throw new ConfigError('invalid configuration: WPCP_HTTP_TLS_CERT and WPCP_HTTP_TLS_KEY must be set together');
+  }
+  if (config.sessions.idleSeconds > config.sessions.maxSeconds) {
+    throw new ConfigError(
+      'invalid configuration: WPCP_SESSION_IDLE_SECONDS must not exceed WPCP_SESSION_MAX_SECONDS',
+    );
+  }
+  return config;
+}

@@ -1,0 +1,14 @@
+import type { Migration, MigrationProvider } from 'kysely/migration';
+import * as foundation from './0001-foundation.ts';
+
+/**
+ * Every migration, listed explicitly (not scanned from the folder) so the order is reviewed code.
+ * Names sort in the order they run; never rename or edit one that has shipped: add a new one.
+ */
+const migrations: Record<string, Migration> = {
+  '0001-foundation': foundation,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => migrations,
+};

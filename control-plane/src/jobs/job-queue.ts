@@ -1,0 +1,60 @@
+import { type PgBoss, fromKysely } from 'pg-boss';
+import type { Transaction } from 'kysely';
+import type { Database } from '../database/schema.ts';
+import type { JobCatalogue, JobDefinition } from './job-definition.ts';
+
+/**
+ * pg-boss is the transport; the `jobs` table is the truth the API shows. One pg-boss queue per
+ * job type carries its retry, expiry and heartbeat options; jobs that exhaust their retries
+ * (including by a dead worker) land in the dead-letter queue, which settles their row.
+ */
+export const DEAD_LETTER_QUEUE = 'job-dead-letter';
+
+export function queueNameFor(type: string): string {
+  return `job-${type}`;
+}
+
+export interface QueuedJobData {
+  jobId: string;
+}
+
+export async function createJobQueues(boss: PgBoss, catalogue: JobCatalogue): Promise<void> {
+  await ensureQueue(boss, DEAD_LETTER_QUEUE, { notify: true });
+  for (const definition of catalogue.all()) {
+    await ensureQueue(boss, queueNameFor(definition.type), queueOptions(definition));
+  }
+}
+
+function queueOptions(definition: JobDefinition) {
+  return {
+    retryLimit: definition.retryLimit,
+    retryDelay: definition.retryDelaySeconds,
+    retryBackoff: true,
+    expireInSeconds: definition.expireInSeconds,
+    heartbeatSeconds: definition.heartbeatSeconds,
+    deadLetter: DEAD_LETTER_QUEUE,
+    notify: true,
+  };
+}
+
+async function ensureQueue(boss: PgBoss, name: string, options: Record<string, unknown>): Promise<void> {
+  if (await boss.getQueue(name)) {
+    const { deadLetter: _deadLetter, heartbeatSeconds: _heartbeat, ...updatable } = options;
+    await boss.updateQueue(name, updatable);
+  } else {
+    await boss.createQueue(name, options);
+  }
+}
+
+/** Sends the pg-boss half of a job inside the caller's transaction (the row is the other half). */
+export async function sendInTransaction(
+  boss: PgBoss,
+  trx: Transaction<Database>,
+  job: { id: string; type: string; groupKey?: string },
+): Promise<void> {
+  await boss.send(queueNameFor(job.type), { jobId: job.id } satisfies QueuedJobData, {
+    id: job.id,
+    db: fromKysely(trx),
+    ...(job.groupKey ? { group: { id: job.groupKey } } : {}),
+  });
+}

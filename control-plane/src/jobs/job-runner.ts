@@ -1,0 +1,213 @@
+import { AppError, type ErrorCode, errorCatalogue, isErrorCode } from '@wpcp/shared/errors';
+import type { Logger } from 'pino';
+import type { Job, PgBoss } from 'pg-boss';
+import type { Db } from '../database/database.ts';
+import type { JobRow, JobStep } from '../database/schema.ts';
+import type { JobCatalogue, JobDefinition, StepContext } from './job-definition.ts';
+import { DEAD_LETTER_QUEUE, type QueuedJobData, queueNameFor } from './job-queue.ts';
+import * as q from './jobs.queries.ts';
+
+const CANCEL_POLL_MS = 1_000;
+
+class JobCancelled extends Error {}
+
+/**
+ * Runs jobs: takes each from pg-boss, walks its steps in order (skipping those an earlier
+ * attempt finished), records every step on the job row, and settles the row. A retryable failure
+ * with attempts left requeues; anything else runs the undos in reverse and fails the job.
+ */
+export class JobRunner {
+  readonly #db: Db;
+  readonly #boss: PgBoss;
+  readonly #catalogue: JobCatalogue;
+  readonly #logger: Logger;
+  readonly #concurrency: number;
+  readonly #running = new Map<string, AbortController>();
+  #cancelTimer: NodeJS.Timeout | undefined;
+
+  constructor(deps: { db: Db; boss: PgBoss; catalogue: JobCatalogue; logger: Logger; concurrency: number }) {
+    this.#db = deps.db;
+    this.#boss = deps.boss;
+    this.#catalogue = deps.catalogue;
+    this.#logger = deps.logger;
+    this.#concurrency = deps.concurrency;
+  }
+
+  async start(): Promise<void> {
+    for (const definition of this.#catalogue.all()) {
+      await this.#boss.work<QueuedJobData>(
+        queueNameFor(definition.type),
+        { batchSize: 1, localConcurrency: this.#concurrency, groupConcurrency: 1 },
+        async ([job]) => {
+          if (job) await this.#run(definition, job);
+        },
+      );
+    }
+    await this.#boss.work<QueuedJobData>(DEAD_LETTER_QUEUE, { batchSize: 1 }, async ([job]) => {
+      if (job) await this.#settleDeadLetter(job.data.jobId);
+    });
+    this.#cancelTimer = setInterval(() => void this.#pollCancellations(), CANCEL_POLL_MS);
+    this.#cancelTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#cancelTimer);
+  }
+
+  async #run(definition: JobDefinition, job: Job<QueuedJobData>): Promise<void> {
+    const { jobId } = job.data;
+    const row = await q.findJob(this.#db, jobId);
+    if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
+    if (row.cancel_requested_at) {
+      await q.finishJob(this.#db, jobId, cancelledOutcome(row.steps));
+      return;
+    }
+
+    const attempt = job.retryCount + 1;
+    const steps: JobStep[] = definition.steps.map((step, i) => {
+      const previous = row.steps[i];
+      return previous?.status === 'succeeded'
+        ? previous
+        : { name: step.name, status: 'pending', started_at: null, finished_at: null };
+    });
+    if (!(await q.markJobRunning(this.#db, jobId, attempt, steps))) return;
+
+    const controller = new AbortController();
+    const onWorkerSignal = () => controller.abort(job.signal.reason);
+    job.signal.addEventListener('abort', onWorkerSignal, { once: true });
+    this.#running.set(jobId, controller);
+    const log = this.#logger.child({ job_id: jobId, job_type: definition.type, attempt });
+    const ctx: StepContext<unknown> = {
+      jobId,
+      attempt,
+      payload: definition.payload.parse(row.payload),
+      db: this.#db,
+      signal: controller.signal,
+      state: { ...row.state },
+      log: (message) => log.info(message),
+    };
+
+    try {
+      for (const [i, step] of definition.steps.entries()) {
+        if (steps[i]?.status === 'succeeded') continue;
+        if (controller.signal.aborted) throw abortReason(controller.signal);
+        steps[i] = { name: step.name, status: 'running', started_at: now(), finished_at: null };
+        await q.saveJobProgress(this.#db, jobId, steps, ctx.state);
+        log.info({ step: step.name }, 'step started');
+        try {
+          await step.run(ctx);
+        } catch (error) {
+          steps[i] = { ...(steps[i] as JobStep), status: 'failed', finished_at: now() };
+          throw controller.signal.aborted ? abortReason(controller.signal) : error;
+        }
+        steps[i] = { ...(steps[i] as JobStep), status: 'succeeded', finished_at: now() };
+        await q.saveJobProgress(this.#db, jobId, steps, ctx.state);
+      }
+      const output = definition.output ? definition.output(ctx.state) : null;
+      await q.finishJob(this.#db, jobId, { status: 'succeeded', steps, output });
+      log.info('job succeeded');
+    } catch (error) {
+      await this.#handleFailure(definition, row, ctx, steps, error, job.signal.aborted);
+    } finally {
+      job.signal.removeEventListener('abort', onWorkerSignal);
+      this.#running.delete(jobId);
+    }
+  }
+
+  async #handleFailure(
+    definition: JobDefinition,
+    row: JobRow,
+    ctx: StepContext<unknown>,
+    steps: JobStep[],
+    error: unknown,
+    workerStopping: boolean,
+  ): Promise<void> {
+    const log = this.#logger.child({ job_id: row.id, job_type: definition.type, attempt: ctx.attempt });
+    if (error instanceof JobCancelled) {
+      await this.#undo(definition, ctx, steps);
+      await q.finishJob(this.#db, row.id, cancelledOutcome(steps));
+      log.info('job cancelled');
+      return;
+    }
+    if (workerStopping) {
+      // This process is shutting down or the attempt ran past its expiry: pg-boss retries it
+      // elsewhere (or dead-letters it when no attempts are left).
+      await q.requeueJob(this.#db, row.id, steps, 'worker_lost', 'the attempt was interrupted; it will be retried');
+      throw error;
+    }
+    const { code, message } = describeError(error);
+    const retryable = errorCatalogue[code].retryable && !definition.permanentErrors?.includes(code);
+    if (retryable && ctx.attempt < row.max_attempts) {
+      await q.requeueJob(this.#db, row.id, steps, code, message);
+      log.warn({ err: error, error_code: code }, 'job attempt failed; it will be retried');
+      throw error;
+    }
+    await this.#undo(definition, ctx, steps);
+    await q.finishJob(this.#db, row.id, { status: 'failed', steps, errorCode: code, errorMessage: message });
+    log.warn({ err: error, error_code: code }, 'job failed');
+  }
+
+  /** Undo what the steps did, newest first; an undo that fails is logged and the rest still run. */
+  async #undo(definition: JobDefinition, ctx: StepContext<unknown>, steps: JobStep[]): Promise<void> {
+    for (let i = definition.steps.length - 1; i >= 0; i--) {
+      const step = definition.steps[i];
+      const status = steps[i]?.status;
+      if (!step?.undo || (status !== 'succeeded' && status !== 'failed')) continue;
+      try {
+        await step.undo({ ...ctx, signal: new AbortController().signal });
+      } catch (error) {
+        this.#logger.error({ err: error, job_id: ctx.jobId, step: step.name }, 'undo failed');
+      }
+    }
+  }
+
+  /** A job pg-boss gave up on (worker died or expired on its last attempt). */
+  async #settleDeadLetter(jobId: string): Promise<void> {
+    const row = await q.findJob(this.#db, jobId);
+    if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
+    await q.finishJob(this.#db, jobId, {
+      status: 'failed',
+      steps: row.steps.map((step) =>
+        step.status === 'running' ? { ...step, status: 'failed', finished_at: now() } : step,
+      ),
+      errorCode: 'worker_lost',
+      errorMessage: `the worker running this job stopped responding on attempt ${row.attempt} of ${row.max_attempts}`,
+    });
+    this.#logger.error({ job_id: jobId }, 'job failed: worker lost');
+  }
+
+  async #pollCancellations(): Promise<void> {
+    if (this.#running.size === 0) return;
+    try {
+      for (const { id } of await q.jobsWithCancelRequested(this.#db, [...this.#running.keys()])) {
+        this.#running.get(id)?.abort(new JobCancelled('cancelled by user'));
+      }
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'could not poll job cancellations');
+    }
+  }
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new Error('aborted');
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function cancelledOutcome(steps: JobStep[]) {
+  return {
+    status: 'cancelled' as const,
+    steps: steps.map((step) => (step.status === 'pending' ? { ...step, status: 'skipped' as const } : step)),
+    errorCode: 'job_cancelled',
+    errorMessage: 'the job was cancelled',
+  };
+}
+
+function describeError(error: unknown): { code: ErrorCode; message: string } {
+  if (error instanceof AppError) return { code: error.code, message: error.message };
+  const code = (error as { code?: unknown })?.code;
+  if (isErrorCode(code)) return { code, message: String((error as Error).message) };
+  return { code: 'job_failed', message: error instanceof Error ? error.message : String(error) };
+}

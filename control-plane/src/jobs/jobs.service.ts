@@ -1,0 +1,79 @@
+import type { Job, JobListQuery } from '@wpcp/shared/api';
+import { AppError } from '@wpcp/shared/errors';
+import type { PgBoss } from 'pg-boss';
+import type { Db } from '../database/database.ts';
+import type { JobRow } from '../database/schema.ts';
+import { decodeCursor, page } from '../http/pagination.ts';
+import { queueNameFor } from './job-queue.ts';
+import * as q from './jobs.queries.ts';
+
+export class JobsService {
+  readonly #db: Db;
+  readonly #boss: PgBoss;
+
+  constructor(db: Db, boss: PgBoss) {
+    this.#db = db;
+    this.#boss = boss;
+  }
+
+  async list(query: JobListQuery) {
+    const rows = await q.listJobs(
+      this.#db,
+      { status: query.status, type: query.type, targetType: query.target_type, targetId: query.target_id },
+      { limit: query.limit, beforeSeq: decodeCursor(query.cursor) },
+    );
+    return page(rows, query.limit, toApiJob);
+  }
+
+  async get(id: string): Promise<Job> {
+    const row = await q.findJob(this.#db, id);
+    if (!row) throw new AppError('not_found', `job ${id} does not exist`);
+    return toApiJob(row);
+  }
+
+  /**
+   * A queued job is cancelled at once (its row and its pg-boss job, together); a running one is
+   * asked to stop and ends `cancelled` when its current step returns. A finished one cannot be.
+   */
+  async cancel(id: string): Promise<Job> {
+    const row = await q.findJob(this.#db, id);
+    if (!row) throw new AppError('not_found', `job ${id} does not exist`);
+    if (row.status === 'queued') {
+      const cancelled = await this.#db.transaction().execute(async (trx) => {
+        const done = await q.finishJob(trx, id, {
+          status: 'cancelled',
+          steps: row.steps.map((step) => ({ ...step, status: 'skipped' })),
+          errorCode: 'job_cancelled',
+          errorMessage: 'the job was cancelled before it started',
+        });
+        if (done) await this.#boss.cancel(queueNameFor(row.type), id);
+        return done;
+      });
+      if (cancelled) return this.get(id);
+    } else if (row.status === 'running' && (await q.requestJobCancel(this.#db, id))) {
+      return this.get(id);
+    }
+    const current = await this.get(id);
+    if (current.status === 'running' || current.status === 'cancelled') return current;
+    throw new AppError('invalid_state', `job ${id} is already ${current.status}`);
+  }
+}
+
+export function toApiJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    type: row.type,
+    status: row.status,
+    target: row.target_type && row.target_id ? { type: row.target_type, id: row.target_id } : null,
+    attempt: row.attempt,
+    max_attempts: row.max_attempts,
+    steps: row.steps,
+    output: row.output ?? null,
+    error_code: row.error_code,
+    error_message: row.error_message,
+    cancel_requested: row.cancel_requested_at !== null,
+    created_at: row.created_at.toISOString(),
+    started_at: row.started_at?.toISOString() ?? null,
+    finished_at: row.finished_at?.toISOString() ?? null,
+  };
+}

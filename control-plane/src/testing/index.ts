@@ -1,0 +1,4 @@
+export { createTestDatabase } from './test-database.ts';
+export { startTestControlPlane, TEST_ADMIN, type TestControlPlane } from './test-control-plane.ts';
+export { freePort } from './postgres.global-setup.ts';
+export { journal, scriptedCatalogue, scriptedJob } from './test-jobs.ts';

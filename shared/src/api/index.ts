@@ -1,0 +1,5 @@
+export * from './auth.ts';
+export * from './errors.ts';
+export * from './jobs.ts';
+export * from './metrics.ts';
+export * from './pagination.ts';

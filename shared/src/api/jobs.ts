@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { Uuid } from '../validation/index.ts';
+import { ListQuery } from './pagination.ts';
+
+export const JobStatus = z.enum(['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+export type JobStatus = z.infer<typeof JobStatus>;
+
+export const JobStep = z.object({
+  name: z.string(),
+  status: z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped']),
+  started_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+});
+
+export const Job = z
+  .object({
+    id: Uuid,
+    type: z.string(),
+    status: JobStatus,
+    target: z.object({ type: z.string(), id: Uuid }).nullable(),
+    attempt: z.number().int(),
+    max_attempts: z.number().int(),
+    steps: z.array(JobStep),
+    output: z.unknown().nullable(),
+    error_code: z.string().nullable(),
+    error_message: z.string().nullable(),
+    cancel_requested: z.boolean(),
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    finished_at: z.string().nullable(),
+  })
+  .meta({ id: 'Job' });
+export type Job = z.infer<typeof Job>;
+
+export const JobListQuery = ListQuery.extend({
+  status: JobStatus.optional(),
+  type: z
+    .string()
+    .regex(/^[a-z0-9-]{1,64}$/)
+    .optional(),
+  target_type: z
+    .string()
+    .regex(/^[a-z0-9-]{1,64}$/)
+    .optional(),
+  target_id: Uuid.optional(),
+});
+export type JobListQuery = z.infer<typeof JobListQuery>;
+
+/** Every mutation that touches a node or a site answers 202 with this. */
+export const JobAccepted = z.object({ job_id: Uuid }).meta({ id: 'JobAccepted' });

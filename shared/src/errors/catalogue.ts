@@ -1,0 +1,99 @@
+/**
+ * The one catalogue of error codes. Every `{ code, message }` the API answers, and every
+ * `error_code` a job ends with, is a key of this object. The HTTP status and the meaning live
+ * here so the Fastify error handler, the job runner, the agent gateway and docs/errors.md all
+ * read the same table.
+ */
+export interface ErrorDefinition {
+  /** HTTP status when the code is answered by the API. */
+  readonly status: number;
+  /** What the code means, for the docs and for API clients. */
+  readonly meaning: string;
+  /** Whether the same request may succeed later without being changed. */
+  readonly retryable: boolean;
+}
+
+export const errorCatalogue = {
+  validation_failed: {
+    status: 400,
+    retryable: false,
+    meaning: 'The request is malformed: bad JSON, a wrong type, an unknown field or a value out of range. `details` lists each problem.',
+  },
+  unauthorized: {
+    status: 401,
+    retryable: false,
+    meaning: 'No session token, or the token is unknown, expired or revoked.',
+  },
+  invalid_credentials: {
+    status: 401,
+    retryable: false,
+    meaning: 'The email or the password is wrong (the answer does not say which).',
+  },
+  not_found: { status: 404, retryable: false, meaning: 'No such route, or no record with that id.' },
+  method_not_allowed: { status: 405, retryable: false, meaning: 'The route exists but not for this HTTP method.' },
+  invalid_state: {
+    status: 409,
+    retryable: false,
+    meaning: 'The record is not in a state that allows this operation (for example cancelling a finished job).',
+  },
+  payload_too_large: { status: 413, retryable: false, meaning: 'The request body is larger than the server accepts.' },
+  unsupported_media_type: {
+    status: 415,
+    retryable: false,
+    meaning: 'The request body is not `application/json`.',
+  },
+  rate_limited: {
+    status: 429,
+    retryable: true,
+    meaning: 'Too many attempts; wait for the number of seconds in the `Retry-After` header.',
+  },
+  internal_error: {
+    status: 500,
+    retryable: true,
+    meaning: 'An unexpected failure on the server. The details are in the server log under the request id.',
+  },
+  database_unavailable: {
+    status: 503,
+    retryable: true,
+    meaning: 'The control plane cannot reach its PostgreSQL database.',
+  },
+  worker_lost: {
+    status: 500,
+    retryable: true,
+    meaning: 'Job only: the process running the job stopped answering and the job ran out of retries.',
+  },
+  job_cancelled: { status: 409, retryable: false, meaning: 'Job only: the job was cancelled by a user.' },
+  job_failed: {
+    status: 500,
+    retryable: true,
+    meaning: 'Job only: a step failed for a reason that has no more specific code; see `error_message`.',
+  },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCatalogue, value);
+}
+
+/** The error every layer throws when it means a catalogued failure. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: unknown;
+  /** Extra response headers, such as `Retry-After` for `rate_limited`. */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: unknown; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+}
