@@ -7,7 +7,15 @@ import type { ControlPlane } from './control-plane.ts';
  * logs). The generated admin password itself is shown only on a terminal; otherwise the path of
  * the 0600 file that holds it.
  */
-export function printBanner({ config, address, controlPlane }: { config: Config; address: string; controlPlane: ControlPlane }): void {
+export function printBanner({
+  config,
+  address,
+  controlPlane,
+}: {
+  config: Config;
+  address: string;
+  controlPlane: ControlPlane;
+}): void {
   const { admin, masterKey, embedded } = controlPlane;
   const lines = [
     '',
@@ -19,13 +27,18 @@ export function printBanner({ config, address, controlPlane }: { config: Config;
     lines.push(`  admin user: ${admin.email} (created); password saved in ${admin.passwordFile}`);
     if (process.stdout.isTTY) lines.push(`  password:   ${admin.generatedPassword}`);
   } else {
-    lines.push(`  admin user: ${admin.email}${admin.outcome === 'created' ? ' (created with WPCP_ADMIN_PASSWORD)' : ''}`);
+    lines.push(
+      `  admin user: ${admin.email}${admin.outcome === 'created' ? ' (created with WPCP_ADMIN_PASSWORD)' : ''}`,
+    );
   }
   if (masterKey.generatedFile) {
     lines.push(`  master key: generated into ${masterKey.generatedFile}; back it up, or set WPCP_MASTER_KEY`);
   } else if (masterKey.source === 'file') {
     lines.push(`  master key: ${path.join(config.dataDir, 'master-key')}`);
   }
-  lines.push(`  log in:     curl -s -X POST ${address}/api/login -H 'content-type: application/json' -d '{"email":"${admin.email}","password":"..."}'`, '');
+  lines.push(
+    `  log in:     curl -s -X POST ${address}/api/login -H 'content-type: application/json' -d '{"email":"${admin.email}","password":"..."}'`,
+    '',
+  );
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -28,7 +28,10 @@ const environmentSchema = z.object({
   WPCP_HTTP_TLS_KEY: optionalString,
   WPCP_HTTP_BODY_LIMIT_BYTES: positiveInt.default(1_048_576),
   WPCP_TRUST_PROXY: bool.default(false),
-  WPCP_ADMIN_EMAIL: z.string().regex(/^[^\s@]+@[^\s@]+$/, 'must be an email address').default('admin@localhost'),
+  WPCP_ADMIN_EMAIL: z
+    .string()
+    .regex(/^[^\s@]+@[^\s@]+$/, 'must be an email address')
+    .default('admin@localhost'),
   WPCP_ADMIN_PASSWORD: optionalString.pipe(z.string().min(12).optional()),
   WPCP_MASTER_KEY: optionalString.pipe(
     z
@@ -41,6 +44,7 @@ const environmentSchema = z.object({
   WPCP_LOGIN_MAX_FAILURES: positiveInt.default(10),
   WPCP_LOGIN_WINDOW_SECONDS: positiveInt.default(15 * 60),
   WPCP_JOB_CONCURRENCY: positiveInt.default(8),
+  WPCP_JOB_SUPERVISE_SECONDS: positiveInt.default(10),
   WPCP_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WPCP_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   WPCP_GRPC_PORT: port.default(8443),
@@ -69,8 +73,11 @@ function toConfig(env: z.infer<typeof environmentSchema>) {
     admin: { email: env.WPCP_ADMIN_EMAIL.toLowerCase(), password: env.WPCP_ADMIN_PASSWORD },
     masterKey: env.WPCP_MASTER_KEY,
     sessions: { idleSeconds: env.WPCP_SESSION_IDLE_SECONDS, maxSeconds: env.WPCP_SESSION_MAX_SECONDS },
-    loginRateLimit: { maxFailures: env.WPCP_LOGIN_MAX_FAILURES, windowSeconds: env.WPCP_LOGIN_WINDOW_SECONDS },
-    jobs: { concurrency: env.WPCP_JOB_CONCURRENCY },
+    loginRateLimit: {
+      maxFailures: env.WPCP_LOGIN_MAX_FAILURES,
+      windowSeconds: env.WPCP_LOGIN_WINDOW_SECONDS,
+    },
+    jobs: { concurrency: env.WPCP_JOB_CONCURRENCY, superviseSeconds: env.WPCP_JOB_SUPERVISE_SECONDS },
     logLevel: env.WPCP_LOG_LEVEL,
     grpc: {
       host: env.WPCP_GRPC_HOST,
@@ -96,7 +103,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const config = toConfig(parsed.data);
   if (Boolean(env.WPCP_HTTP_TLS_CERT) !== Boolean(env.WPCP_HTTP_TLS_KEY)) {
-    throw new ConfigError('invalid configuration: WPCP_HTTP_TLS_CERT and WPCP_HTTP_TLS_KEY must be set together');
+    throw new ConfigError(
+      'invalid configuration: WPCP_HTTP_TLS_CERT and WPCP_HTTP_TLS_KEY must be set together',
+    );
   }
   if (config.sessions.idleSeconds > config.sessions.maxSeconds) {
     throw new ConfigError(

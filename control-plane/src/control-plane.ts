@@ -40,7 +40,11 @@ export interface StartOptions {
  * Wires the control plane in the order a start needs: database, schema, secrets, admin user,
  * job transport and workers, then the HTTP API. The caller decides whether to listen.
  */
-export async function startControlPlane({ config, logger, catalogue = new JobCatalogue() }: StartOptions): Promise<ControlPlane> {
+export async function startControlPlane({
+  config,
+  logger,
+  catalogue = new JobCatalogue(),
+}: StartOptions): Promise<ControlPlane> {
   const embedded = config.databaseUrl
     ? undefined
     : await startEmbeddedPostgres({
@@ -58,7 +62,15 @@ export async function startControlPlane({ config, logger, catalogue = new JobCat
     const masterKey = await resolveMasterKey(config.masterKey, config.dataDir);
     const admin = await ensureAdminUser(db, { ...config.admin, dataDir: config.dataDir });
 
-    const boss = new PgBoss({ connectionString, useListenNotify: true, max: 5 });
+    // Supervision finds jobs whose worker stopped heartbeating or ran past expiry; pg-boss's
+    // default pass (60 s) would leave a dead worker's job looking `running` for too long.
+    const boss = new PgBoss({
+      connectionString,
+      useListenNotify: true,
+      max: 5,
+      superviseIntervalSeconds: config.jobs.superviseSeconds,
+      monitorIntervalSeconds: config.jobs.superviseSeconds,
+    });
     boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
     await boss.start();
     cleanup.unshift(() => boss.stop({ graceful: true, timeout: 10_000 }));

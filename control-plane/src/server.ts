@@ -1,7 +1,7 @@
+import { printBanner } from './banner.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { startControlPlane } from './control-plane.ts';
 import { createLogger } from './logger.ts';
-import { printBanner } from './banner.ts';
 
 /** Process concerns only: configuration, start, banner, signals and a hard-exit backstop. */
 let config: ReturnType<typeof loadConfig>;

@@ -2,10 +2,18 @@ import { sql } from 'kysely';
 import type { Db } from '../database/database.ts';
 
 export function findUserByEmail(db: Db, email: string) {
-  return db.selectFrom('users').select(['id', 'email', 'password_hash']).where('email', '=', email).executeTakeFirst();
+  return db
+    .selectFrom('users')
+    .select(['id', 'email', 'password_hash'])
+    .where('email', '=', email)
+    .executeTakeFirst();
 }
 
-export async function upsertAdminUser(db: Db, email: string, passwordHash: string): Promise<'created' | 'exists'> {
+export async function upsertAdminUser(
+  db: Db,
+  email: string,
+  passwordHash: string,
+): Promise<'created' | 'exists'> {
   const inserted = await db
     .insertInto('users')
     .values({ email, password_hash: passwordHash })

@@ -18,7 +18,11 @@ export class AuthService {
   readonly #config: Pick<Config, 'sessions' | 'loginRateLimit'>;
   readonly #now: () => Date;
 
-  constructor(db: Db, config: Pick<Config, 'sessions' | 'loginRateLimit'>, now: () => Date = () => new Date()) {
+  constructor(
+    db: Db,
+    config: Pick<Config, 'sessions' | 'loginRateLimit'>,
+    now: () => Date = () => new Date(),
+  ) {
     this.#db = db;
     this.#config = config;
     this.#now = now;
@@ -71,7 +75,12 @@ export class AuthService {
       throw new AppError('unauthorized', 'a valid session token is required (Authorization: Bearer <token>)');
     }
     const now = this.#now();
-    const session = await q.findLiveSession(this.#db, hashSessionToken(token), now, this.#config.sessions.idleSeconds);
+    const session = await q.findLiveSession(
+      this.#db,
+      hashSessionToken(token),
+      now,
+      this.#config.sessions.idleSeconds,
+    );
     if (!session) throw new AppError('unauthorized', 'the session token is unknown, expired or revoked');
     if (now.getTime() - session.last_seen_at.getTime() > TOUCH_EVERY_MS) {
       await q.touchSession(this.#db, session.id, now);

@@ -1,9 +1,9 @@
+import { AppError } from '@wpcp/shared/errors';
 import { Kysely, PostgresDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
-import { AppError } from '@wpcp/shared/errors';
-import type { Database } from './schema.ts';
 import { migrationProvider } from './migrations/index.ts';
+import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
 

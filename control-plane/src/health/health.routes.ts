@@ -1,7 +1,7 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
 import { AppError } from '@wpcp/shared/errors';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { sql } from 'kysely';
+import { z } from 'zod';
 import type { Db } from '../database/database.ts';
 
 const Health = z.object({ status: z.literal('ok') });

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, startTestControlPlane, type TestControlPlane } from '../testing/index.ts';
 
 let cp: TestControlPlane;
 let auth: string;
 
 beforeAll(async () => {
-  cp = await startTestControlPlane(inject('postgresAdminUrl'), { env: { WPCP_HTTP_BODY_LIMIT_BYTES: '2048' } });
+  cp = await startTestControlPlane(inject('postgresAdminUrl'), {
+    env: { WPCP_HTTP_BODY_LIMIT_BYTES: '2048' },
+  });
   auth = await cp.login();
 });
 afterAll(() => cp?.destroy());
@@ -71,24 +73,48 @@ describe('API conventions', () => {
     expectErrorShape(extra.json(), 'validation_failed');
     expect(extra.json().message).toContain('admin');
 
-    const wrongType = await cp.app.inject({ method: 'POST', url: '/api/login', payload: { email: 42, password: [] } });
+    const wrongType = await cp.app.inject({
+      method: 'POST',
+      url: '/api/login',
+      payload: { email: 42, password: [] },
+    });
     expect(wrongType.statusCode).toBe(400);
     const details = wrongType.json().details as { path: string }[];
     expect([...new Set(details.map((d) => d.path))].sort()).toEqual(['body.email', 'body.password']);
   });
 
   it('treats a malformed id as 400 and a well-formed unknown one as 404', async () => {
-    const bad = await cp.app.inject({ method: 'GET', url: '/api/jobs/not-a-uuid', headers: { authorization: auth } });
+    const bad = await cp.app.inject({
+      method: 'GET',
+      url: '/api/jobs/not-a-uuid',
+      headers: { authorization: auth },
+    });
     expect(bad.statusCode).toBe(400);
     expectErrorShape(bad.json(), 'validation_failed');
-    const unknown = await cp.app.inject({ method: 'GET', url: `/api/jobs/${randomUUID()}`, headers: { authorization: auth } });
+    const unknown = await cp.app.inject({
+      method: 'GET',
+      url: `/api/jobs/${randomUUID()}`,
+      headers: { authorization: auth },
+    });
     expect(unknown.statusCode).toBe(404);
     expectErrorShape(unknown.json(), 'not_found');
   });
 
   it('validates list parameters: limit 1..200, opaque cursors', async () => {
-    for (const query of ['limit=0', 'limit=201', 'limit=abc', 'cursor=%24%24', 'cursor=AAAA', 'status=nope', 'colour=red']) {
-      const res = await cp.app.inject({ method: 'GET', url: `/api/jobs?${query}`, headers: { authorization: auth } });
+    for (const query of [
+      'limit=0',
+      'limit=201',
+      'limit=abc',
+      'cursor=%24%24',
+      'cursor=AAAA',
+      'status=nope',
+      'colour=red',
+    ]) {
+      const res = await cp.app.inject({
+        method: 'GET',
+        url: `/api/jobs?${query}`,
+        headers: { authorization: auth },
+      });
       expect(res.statusCode, query).toBe(400);
       expectErrorShape(res.json(), 'validation_failed');
     }
@@ -100,14 +126,28 @@ describe('API conventions', () => {
   });
 
   it('serves the OpenAPI document built from the schemas, and a docs page', async () => {
-    const res = await cp.app.inject({ method: 'GET', url: '/api/openapi.json', headers: { authorization: auth } });
+    const res = await cp.app.inject({
+      method: 'GET',
+      url: '/api/openapi.json',
+      headers: { authorization: auth },
+    });
     expect(res.statusCode).toBe(200);
     const doc = res.json();
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths)).toEqual(
-      expect.arrayContaining(['/api/login', '/api/logout', '/api/jobs', '/api/jobs/{id}', '/api/jobs/{id}/cancel', '/api/metrics']),
+      expect.arrayContaining([
+        '/api/login',
+        '/api/logout',
+        '/api/jobs',
+        '/api/jobs/{id}',
+        '/api/jobs/{id}/cancel',
+        '/api/metrics',
+      ]),
     );
-    expect(doc.paths['/api/login'].post.requestBody.content['application/json'].schema.required).toEqual(['email', 'password']);
+    expect(doc.paths['/api/login'].post.requestBody.content['application/json'].schema.required).toEqual([
+      'email',
+      'password',
+    ]);
     const page = await cp.app.inject({ method: 'GET', url: '/docs/' });
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toContain('text/html');
@@ -143,7 +183,11 @@ describe('database outage', () => {
     const ready = await other.app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.statusCode).toBe(503);
     expectErrorShape(ready.json(), 'database_unavailable');
-    const jobs = await other.app.inject({ method: 'GET', url: '/api/jobs', headers: { authorization: token } });
+    const jobs = await other.app.inject({
+      method: 'GET',
+      url: '/api/jobs',
+      headers: { authorization: token },
+    });
     expect(jobs.statusCode).toBe(503);
     expectErrorShape(jobs.json(), 'database_unavailable');
     await admin.query(`alter database ${pg.escapeIdentifier(name)} allow_connections true`);

@@ -9,7 +9,9 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
  */
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ code: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` });
+    reply
+      .code(404)
+      .send({ code: 'not_found', message: `no route for ${request.method} ${request.url.split('?')[0]}` });
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -42,7 +44,11 @@ function toAnswer(error: FastifyError): Answer {
   if (error instanceof AppError) {
     const details = Array.isArray(error.details) ? (error.details as Answer['body']['details']) : undefined;
     const message = error.status >= 500 ? errorCatalogue[error.code].meaning : error.message;
-    return { status: error.status, headers: { ...error.headers }, body: { code: error.code, message, details } };
+    return {
+      status: error.status,
+      headers: { ...error.headers },
+      body: { code: error.code, message, details },
+    };
   }
   if (hasZodFastifySchemaValidationErrors(error)) {
     const details = error.validation.map((issue) => ({
@@ -52,7 +58,8 @@ function toAnswer(error: FastifyError): Answer {
     const summary = details.map((d) => `${d.path}: ${d.message}`).join('; ');
     return answer('validation_failed', `invalid request: ${summary}`, { details });
   }
-  if (isDatabaseOutage(error)) return answer('database_unavailable', errorCatalogue.database_unavailable.meaning);
+  if (isDatabaseOutage(error))
+    return answer('database_unavailable', errorCatalogue.database_unavailable.meaning);
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return answer('unsupported_media_type', 'the request body must be application/json');
@@ -70,7 +77,18 @@ function toAnswer(error: FastifyError): Answer {
   return answer('internal_error', errorCatalogue.internal_error.meaning);
 }
 
-const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', '57P01', '57P02', '57P03', '08006', '08001', '08003']);
+const OUTAGE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  '57P01',
+  '57P02',
+  '57P03',
+  '08006',
+  '08001',
+  '08003',
+]);
 
 function isDatabaseOutage(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;

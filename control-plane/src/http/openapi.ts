@@ -15,10 +15,13 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'wpcp control plane API',
         version: '1',
-        description: 'Every mutation that touches a node or a site answers 202 { job_id }; follow it at /api/jobs/{id}.',
+        description:
+          'Every mutation that touches a node or a site answers 202 { job_id }; follow it at /api/jobs/{id}.',
       },
       components: {
-        securitySchemes: { session: { type: 'http', scheme: 'bearer', description: 'session_token from POST /api/login' } },
+        securitySchemes: {
+          session: { type: 'http', scheme: 'bearer', description: 'session_token from POST /api/login' },
+        },
       },
       security: [{ session: [] }],
     },

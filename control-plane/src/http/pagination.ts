@@ -20,7 +20,11 @@ export function decodeCursor(cursor: string | undefined): string | undefined {
 }
 
 /** Takes `limit + 1` rows and answers one page plus the cursor of the next, if there is one. */
-export function page<Row extends { seq: string }, Item>(rows: Row[], limit: number, toItem: (row: Row) => Item) {
+export function page<Row extends { seq: string }, Item>(
+  rows: Row[],
+  limit: number,
+  toItem: (row: Row) => Item,
+) {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {

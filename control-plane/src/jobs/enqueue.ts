@@ -48,7 +48,12 @@ export class JobEnqueuer {
       target_id: request.target?.id ?? null,
       payload: JSON.stringify(payload.data),
       steps: JSON.stringify(
-        definition.steps.map((step) => ({ name: step.name, status: 'pending', started_at: null, finished_at: null })),
+        definition.steps.map((step) => ({
+          name: step.name,
+          status: 'pending',
+          started_at: null,
+          finished_at: null,
+        })),
       ),
       max_attempts: definition.retryLimit + 1,
     });

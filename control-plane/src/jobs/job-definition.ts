@@ -43,10 +43,19 @@ export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
 }
 
 export function defineJob<Schema extends z.ZodType>(
-  definition: Omit<JobDefinition<Schema>, 'retryLimit' | 'retryDelaySeconds' | 'expireInSeconds' | 'heartbeatSeconds'> &
+  definition: Omit<
+    JobDefinition<Schema>,
+    'retryLimit' | 'retryDelaySeconds' | 'expireInSeconds' | 'heartbeatSeconds'
+  > &
     Partial<JobDefinition<Schema>>,
 ): JobDefinition<Schema> {
-  return { retryLimit: 2, retryDelaySeconds: 5, expireInSeconds: 15 * 60, heartbeatSeconds: 30, ...definition };
+  return {
+    retryLimit: 2,
+    retryDelaySeconds: 5,
+    expireInSeconds: 15 * 60,
+    heartbeatSeconds: 30,
+    ...definition,
+  };
 }
 
 /** The job types this process can run. Registration happens at start-up, before workers begin. */
@@ -55,7 +64,8 @@ export class JobCatalogue {
 
   register(definition: JobDefinition): this {
     if (!/^[a-z0-9-]{1,64}$/.test(definition.type)) throw new Error(`bad job type name: ${definition.type}`);
-    if (this.#definitions.has(definition.type)) throw new Error(`job type registered twice: ${definition.type}`);
+    if (this.#definitions.has(definition.type))
+      throw new Error(`job type registered twice: ${definition.type}`);
     this.#definitions.set(definition.type, definition);
     return this;
   }

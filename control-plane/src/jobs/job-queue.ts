@@ -1,5 +1,5 @@
-import { type PgBoss, fromKysely } from 'pg-boss';
 import type { Transaction } from 'kysely';
+import { fromKysely, type PgBoss } from 'pg-boss';
 import type { Database } from '../database/schema.ts';
 import type { JobCatalogue, JobDefinition } from './job-definition.ts';
 

@@ -1,6 +1,6 @@
 import { AppError, type ErrorCode, errorCatalogue, isErrorCode } from '@wpcp/shared/errors';
-import type { Logger } from 'pino';
 import type { Job, PgBoss } from 'pg-boss';
+import type { Logger } from 'pino';
 import type { Db } from '../database/database.ts';
 import type { JobRow, JobStep } from '../database/schema.ts';
 import type { JobCatalogue, JobDefinition, StepContext } from './job-definition.ts';
@@ -37,15 +37,26 @@ export class JobRunner {
     for (const definition of this.#catalogue.all()) {
       await this.#boss.work<QueuedJobData>(
         queueNameFor(definition.type),
-        { batchSize: 1, localConcurrency: this.#concurrency, groupConcurrency: 1 },
+        {
+          batchSize: 1,
+          localConcurrency: this.#concurrency,
+          groupConcurrency: 1,
+          // NOTIFY wakes workers for new jobs only; a retry coming due or a group freeing up is
+          // found by polling, which pg-boss slows to 30 s when NOTIFY is on. Keep it short.
+          notifyPollingIntervalSeconds: 2,
+        },
         async ([job]) => {
           if (job) await this.#run(definition, job);
         },
       );
     }
-    await this.#boss.work<QueuedJobData>(DEAD_LETTER_QUEUE, { batchSize: 1 }, async ([job]) => {
-      if (job) await this.#settleDeadLetter(job.data.jobId);
-    });
+    await this.#boss.work<QueuedJobData>(
+      DEAD_LETTER_QUEUE,
+      { batchSize: 1, notifyPollingIntervalSeconds: 2 },
+      async ([job]) => {
+        if (job) await this.#settleDeadLetter(job.data.jobId);
+      },
+    );
     this.#cancelTimer = setInterval(() => void this.#pollCancellations(), CANCEL_POLL_MS);
     this.#cancelTimer.unref();
   }
@@ -132,7 +143,13 @@ export class JobRunner {
     if (workerStopping) {
       // This process is shutting down or the attempt ran past its expiry: pg-boss retries it
       // elsewhere (or dead-letters it when no attempts are left).
-      await q.requeueJob(this.#db, row.id, steps, 'worker_lost', 'the attempt was interrupted; it will be retried');
+      await q.requeueJob(
+        this.#db,
+        row.id,
+        steps,
+        'worker_lost',
+        'the attempt was interrupted; it will be retried',
+      );
       throw error;
     }
     const { code, message } = describeError(error);

@@ -19,7 +19,11 @@ export interface JobFilter {
 
 /** Newest first, keyset-paginated on `seq` (strictly below the cursor's seq). */
 export function listJobs(db: Db, filter: JobFilter, page: { limit: number; beforeSeq?: string }) {
-  let query = db.selectFrom('jobs').selectAll().orderBy('seq', 'desc').limit(page.limit + 1);
+  let query = db
+    .selectFrom('jobs')
+    .selectAll()
+    .orderBy('seq', 'desc')
+    .limit(page.limit + 1);
   if (filter.status) query = query.where('status', '=', filter.status);
   if (filter.type) query = query.where('type', '=', filter.type);
   if (filter.targetType) query = query.where('target_type', '=', filter.targetType);

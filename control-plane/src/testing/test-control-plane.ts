@@ -26,7 +26,11 @@ export interface TestControlPlane extends ControlPlane {
  */
 export async function startTestControlPlane(
   adminUrl: string,
-  options: { env?: Record<string, string>; catalogue?: JobCatalogue; database?: { url: string; drop(): Promise<void> } } = {},
+  options: {
+    env?: Record<string, string>;
+    catalogue?: JobCatalogue;
+    database?: { url: string; drop(): Promise<void> };
+  } = {},
 ): Promise<TestControlPlane> {
   const database = options.database ?? (await createTestDatabase(adminUrl));
   const dataDir = await mkdtemp(path.join(tmpdir(), 'wpcp-test-data-'));
@@ -56,7 +60,11 @@ export async function startTestControlPlane(
     config,
     logs,
     login: async () => {
-      const response = await controlPlane.app.inject({ method: 'POST', url: '/api/login', payload: TEST_ADMIN });
+      const response = await controlPlane.app.inject({
+        method: 'POST',
+        url: '/api/login',
+        payload: TEST_ADMIN,
+      });
       if (response.statusCode !== 200) throw new Error(`test login failed: ${response.body}`);
       return `Bearer ${response.json().session_token}`;
     },

@@ -17,18 +17,30 @@ export const ScriptedPayload = z.strictObject({
   wait_ms: z.number().int().min(0).max(60_000).default(0),
   /** Run until cancelled (or until the signal aborts). */
   hang_at: z.enum(['prepare', 'apply', 'verify']).optional(),
+  /** Hang only on these attempts (1-based); absent = every attempt. */
+  hang_on_attempts: z.array(z.number().int().positive()).optional(),
 });
 
 export const journal: { jobId: string; event: string; attempt: number }[] = [];
 
-export function scriptedJob(options: { retryLimit?: number; heartbeatSeconds?: number; expireInSeconds?: number } = {}) {
+export function scriptedJob(
+  options: { retryLimit?: number; heartbeatSeconds?: number; expireInSeconds?: number } = {},
+) {
   const step = (name: 'prepare' | 'apply' | 'verify') => ({
     name,
     run: async ({ jobId, attempt, payload, signal, state }: Parameters<StepRun>[0]) => {
       journal.push({ jobId, event: `run:${name}`, attempt });
       if (payload.wait_ms) await sleep(payload.wait_ms, undefined, { signal });
-      if (payload.hang_at === name) await sleep(120_000, undefined, { signal });
-      if (payload.fail_at === name && (!payload.fail_on_attempts || payload.fail_on_attempts.includes(attempt))) {
+      if (
+        payload.hang_at === name &&
+        (!payload.hang_on_attempts || payload.hang_on_attempts.includes(attempt))
+      ) {
+        await sleep(120_000, undefined, { signal });
+      }
+      if (
+        payload.fail_at === name &&
+        (!payload.fail_on_attempts || payload.fail_on_attempts.includes(attempt))
+      ) {
         const code = isErrorCode(payload.fail_code) ? payload.fail_code : 'job_failed';
         throw new AppError(code, `scripted failure at ${name} on attempt ${attempt}`);
       }

@@ -17,7 +17,8 @@ export const errorCatalogue = {
   validation_failed: {
     status: 400,
     retryable: false,
-    meaning: 'The request is malformed: bad JSON, a wrong type, an unknown field or a value out of range. `details` lists each problem.',
+    meaning:
+      'The request is malformed: bad JSON, a wrong type, an unknown field or a value out of range. `details` lists each problem.',
   },
   unauthorized: {
     status: 401,
@@ -30,13 +31,22 @@ export const errorCatalogue = {
     meaning: 'The email or the password is wrong (the answer does not say which).',
   },
   not_found: { status: 404, retryable: false, meaning: 'No such route, or no record with that id.' },
-  method_not_allowed: { status: 405, retryable: false, meaning: 'The route exists but not for this HTTP method.' },
+  method_not_allowed: {
+    status: 405,
+    retryable: false,
+    meaning: 'The route exists but not for this HTTP method.',
+  },
   invalid_state: {
     status: 409,
     retryable: false,
-    meaning: 'The record is not in a state that allows this operation (for example cancelling a finished job).',
+    meaning:
+      'The record is not in a state that allows this operation (for example cancelling a finished job).',
   },
-  payload_too_large: { status: 413, retryable: false, meaning: 'The request body is larger than the server accepts.' },
+  payload_too_large: {
+    status: 413,
+    retryable: false,
+    meaning: 'The request body is larger than the server accepts.',
+  },
   unsupported_media_type: {
     status: 415,
     retryable: false,
