@@ -54,7 +54,9 @@ export async function startControlPlane({
       });
   const connectionString = config.databaseUrl ?? (embedded as EmbeddedDatabase).connectionString;
   const db = createDb(connectionString);
-  const cleanup: (() => Promise<unknown>)[] = [async () => embedded?.stop(), () => db.destroy()];
+  // Run in order at close: later additions are unshifted, so the HTTP server closes first and
+  // the database last, after every client of it is gone.
+  const cleanup: (() => Promise<unknown>)[] = [() => db.destroy(), async () => embedded?.stop()];
   try {
     const { applied } = await migrateToLatest(db);
     if (applied.length) logger.info({ migrations: applied }, 'database migrated');

