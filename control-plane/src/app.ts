@@ -13,13 +13,16 @@ import { registerOpenApi } from './http/openapi.ts';
 import { jobsRoutes } from './jobs/jobs.routes.ts';
 import type { JobsService } from './jobs/jobs.service.ts';
 import { metricsRoutes } from './metrics/metrics.routes.ts';
+import { nodesRoutes } from './nodes/nodes.routes.ts';
+import type { NodesService } from './nodes/nodes.service.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'http'>;
+  config: Pick<Config, 'http' | 'nodes'>;
   logger: Logger;
   db: Db;
   auth: AuthService;
   jobs: JobsService;
+  nodes: NodesService;
   https?: { key: Buffer; cert: Buffer };
 }
 
@@ -48,7 +51,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(healthRoutes, { db: deps.db });
   await app.register(authRoutes, { auth: deps.auth });
   await app.register(jobsRoutes, { jobs: deps.jobs });
-  await app.register(metricsRoutes, { db: deps.db });
+  await app.register(nodesRoutes, { nodes: deps.nodes });
+  await app.register(metricsRoutes, { db: deps.db, offlineAfterMs: deps.config.nodes.offlineAfterMs });
   return app;
 }
 

@@ -36,6 +36,11 @@ export function printBanner({
   } else if (masterKey.source === 'file') {
     lines.push(`  master key: ${path.join(config.dataDir, 'master-key')}`);
   }
+  const names = [...config.grpc.publicNames.dnsNames, ...config.grpc.publicNames.ipAddresses].join(', ');
+  lines.push(
+    `  agents:     gRPC (TLS) on ${config.grpc.host}:${controlPlane.gateway.port}, certificate for ${names}`,
+    `  agent CA:   sha256:${controlPlane.agentCa.pin} (pinned by join tokens from POST /api/nodes)`,
+  );
   lines.push(
     `  log in:     curl -s -X POST ${address}/api/login -H 'content-type: application/json' -d '{"email":"${admin.email}","password":"..."}'`,
     '',

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -48,8 +49,48 @@ const environmentSchema = z.object({
   WPCP_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WPCP_GRPC_HOST: z.string().min(1).default('0.0.0.0'),
   WPCP_GRPC_PORT: port.default(8443),
-  WPCP_GRPC_PUBLIC_NAMES: z.string().optional(),
+  WPCP_GRPC_PUBLIC_NAMES: optionalString,
+  WPCP_GRPC_MAX_CONNECTION_AGE_SECONDS: positiveInt.default(30 * 60),
+  WPCP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS: positiveInt.default(5 * 60),
+  WPCP_JOIN_TOKEN_TTL_SECONDS: positiveInt.max(7 * 24 * 3600).default(3600),
+  WPCP_NODE_CERT_VALIDITY_DAYS: positiveInt.max(3650).default(90),
+  WPCP_NODE_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+  WPCP_NODE_MAX_CONCURRENT_COMMANDS: z.coerce.number().int().min(1).max(64).default(4),
+  WPCP_HEARTBEAT_FLUSH_MS: z.coerce.number().int().min(50).max(60_000).default(2_000),
+  WPCP_COMMAND_POLL_MS: z.coerce.number().int().min(50).max(60_000).default(2_000),
+  WPCP_COMMAND_DEADLINE_SECONDS: positiveInt.max(7 * 24 * 3600).default(15 * 60),
+  WPCP_COMMAND_RESULT_GRACE_SECONDS: positiveInt.max(24 * 3600).default(30),
+  WPCP_JOB_LOG_MAX_LINES: positiveInt.max(1_000_000).default(2_000),
 });
+
+const dnsName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * The names the gRPC server certificate is issued for. Set explicitly, each must be a DNS name or
+ * an IP address; the default (this machine's hostname, localhost, 127.0.0.1) skips a hostname
+ * that is not a valid DNS name rather than refusing to start.
+ */
+function publicNames(configured: string | undefined): { dnsNames: string[]; ipAddresses: string[] } {
+  const names = (configured ?? `${hostname()},localhost,127.0.0.1`)
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter(Boolean);
+  const dnsNames: string[] = [];
+  const ipAddresses: string[] = [];
+  for (const name of new Set(names)) {
+    if (isIP(name)) ipAddresses.push(name);
+    else if (dnsName.test(name)) dnsNames.push(name);
+    else if (configured !== undefined) {
+      throw new ConfigError(
+        `invalid configuration: WPCP_GRPC_PUBLIC_NAMES: ${JSON.stringify(name)} is neither a DNS name nor an IP address`,
+      );
+    }
+  }
+  if (dnsNames.length + ipAddresses.length === 0) {
+    throw new ConfigError('invalid configuration: WPCP_GRPC_PUBLIC_NAMES: needs at least one name');
+  }
+  return { dnsNames, ipAddresses };
+}
 
 export type Config = ReturnType<typeof toConfig>;
 
@@ -82,10 +123,24 @@ function toConfig(env: z.infer<typeof environmentSchema>) {
     grpc: {
       host: env.WPCP_GRPC_HOST,
       port: env.WPCP_GRPC_PORT,
-      publicNames: (env.WPCP_GRPC_PUBLIC_NAMES ?? `${hostname()},localhost,127.0.0.1`)
-        .split(',')
-        .map((name) => name.trim())
-        .filter(Boolean),
+      publicNames: publicNames(env.WPCP_GRPC_PUBLIC_NAMES),
+      maxConnectionAgeMs: env.WPCP_GRPC_MAX_CONNECTION_AGE_SECONDS * 1000,
+      maxConnectionAgeGraceMs: env.WPCP_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS * 1000,
+    },
+    nodes: {
+      joinTokenTtlSeconds: env.WPCP_JOIN_TOKEN_TTL_SECONDS,
+      certificateValidityDays: env.WPCP_NODE_CERT_VALIDITY_DAYS,
+      heartbeatIntervalMs: env.WPCP_NODE_HEARTBEAT_INTERVAL_MS,
+      /** A node is offline once its last heartbeat is older than three intervals. */
+      offlineAfterMs: env.WPCP_NODE_HEARTBEAT_INTERVAL_MS * 3,
+      maxConcurrentCommands: env.WPCP_NODE_MAX_CONCURRENT_COMMANDS,
+      heartbeatFlushMs: env.WPCP_HEARTBEAT_FLUSH_MS,
+    },
+    commands: {
+      pollMs: env.WPCP_COMMAND_POLL_MS,
+      defaultDeadlineMs: env.WPCP_COMMAND_DEADLINE_SECONDS * 1000,
+      resultGraceMs: env.WPCP_COMMAND_RESULT_GRACE_SECONDS * 1000,
+      jobLogMaxLines: env.WPCP_JOB_LOG_MAX_LINES,
     },
   };
 }

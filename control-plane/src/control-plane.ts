@@ -2,19 +2,26 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
+import { type AgentCa, loadOrCreateAgentCa } from './agent-gateway/agent-ca.ts';
+import { AgentGateway } from './agent-gateway/agent-gateway.ts';
+import { CommandService } from './agent-gateway/commands.ts';
 import { buildApp } from './app.ts';
 import { type AdminBootstrap, ensureAdminUser } from './auth/admin-bootstrap.ts';
 import { AuthService } from './auth/auth.service.ts';
 import type { Config } from './config.ts';
 import { createDb, type Db, migrateToLatest } from './database/database.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded-postgres.ts';
+import { Notifier } from './database/notifier.ts';
 import { startHousekeeping } from './housekeeping/housekeeping.ts';
 import { JobEnqueuer } from './jobs/enqueue.ts';
 import { JobCatalogue } from './jobs/job-definition.ts';
 import { createJobQueues } from './jobs/job-queue.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobsService } from './jobs/jobs.service.ts';
+import { nodePingJob } from './nodes/node-ping.job.ts';
+import { NodesService } from './nodes/nodes.service.ts';
 import { type MasterKey, resolveMasterKey } from './secrets/master-key.ts';
+import { SecretBox } from './secrets/secret-box.ts';
 
 export interface ControlPlane {
   app: FastifyInstance;
@@ -24,6 +31,13 @@ export interface ControlPlane {
   embedded?: EmbeddedDatabase;
   admin: AdminBootstrap;
   masterKey: MasterKey;
+  /** The agent CA every replica signs node certificates with; `pin` goes into join tokens. */
+  agentCa: AgentCa;
+  /** The gRPC endpoint of agents (Enroll and Connect on one TLS port). */
+  gateway: AgentGateway;
+  /** Sends commands to nodes (job steps, and the synchronous path). */
+  commands: CommandService;
+  nodes: NodesService;
   migrationsApplied: string[];
   /** Stops accepting requests, finishes in-flight ones, stops workers, then the database. */
   close(): Promise<void>;
@@ -32,13 +46,17 @@ export interface ControlPlane {
 export interface StartOptions {
   config: Config;
   logger: Logger;
-  /** Job types this process runs; the product's own are registered by their features. */
+  /** Extra job types this process runs (tests); the product's own are always registered. */
   catalogue?: JobCatalogue;
 }
 
+/** The product's own job types, registered by their features. */
+const PRODUCT_JOBS = [nodePingJob];
+
 /**
  * Wires the control plane in the order a start needs: database, schema, secrets, admin user,
- * job transport and workers, then the HTTP API. The caller decides whether to listen.
+ * agent CA, job transport and workers, the agent gateway (which listens at once), then the HTTP
+ * API. The caller decides whether the HTTP API listens.
  */
 export async function startControlPlane({
   config,
@@ -63,6 +81,19 @@ export async function startControlPlane({
 
     const masterKey = await resolveMasterKey(config.masterKey, config.dataDir);
     const admin = await ensureAdminUser(db, { ...config.admin, dataDir: config.dataDir });
+    const agentCa = await loadOrCreateAgentCa(db, new SecretBox(masterKey.key));
+
+    const notifier = new Notifier(connectionString, logger);
+    await notifier.start();
+    cleanup.unshift(() => notifier.stop());
+    const commands = new CommandService({
+      db,
+      notifier,
+      logger,
+      settings: { ...config.commands, offlineAfterMs: config.nodes.offlineAfterMs },
+    });
+    const jobTypes = new JobCatalogue();
+    for (const definition of [...PRODUCT_JOBS, ...catalogue.all()]) jobTypes.register(definition);
 
     // Supervision finds jobs whose worker stopped heartbeating or ran past expiry; pg-boss's
     // default pass (60 s) would leave a dead worker's job looking `running` for too long.
@@ -76,18 +107,49 @@ export async function startControlPlane({
     boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
     await boss.start();
     cleanup.unshift(() => boss.stop({ graceful: true, timeout: 10_000 }));
-    await createJobQueues(boss, catalogue);
+    await createJobQueues(boss, jobTypes);
 
     const auth = new AuthService(db, config);
-    const runner = new JobRunner({ db, boss, catalogue, logger, concurrency: config.jobs.concurrency });
+    const runner = new JobRunner({
+      db,
+      boss,
+      catalogue: jobTypes,
+      logger,
+      concurrency: config.jobs.concurrency,
+      commands,
+    });
     await runner.start();
     cleanup.unshift(async () => runner.stop());
     await startHousekeeping({ boss, auth, logger });
 
+    const gateway = new AgentGateway({
+      db,
+      ca: agentCa,
+      notifier,
+      logger,
+      settings: {
+        ...config.grpc,
+        ...config.nodes,
+        pollMs: config.commands.pollMs,
+        resultGraceMs: config.commands.resultGraceMs,
+        jobLogMaxLines: config.commands.jobLogMaxLines,
+      },
+    });
+    await gateway.start();
+    cleanup.unshift(() => gateway.stop());
+    const enqueuer = new JobEnqueuer(db, boss, jobTypes);
+    const nodes = new NodesService({
+      db,
+      ca: agentCa,
+      enqueuer,
+      logger,
+      settings: config.nodes,
+    });
+
     const https = config.http.tls
       ? { cert: await readFile(config.http.tls.certFile), key: await readFile(config.http.tls.keyFile) }
       : undefined;
-    const app = await buildApp({ config, logger, db, auth, jobs: new JobsService(db, boss), https });
+    const app = await buildApp({ config, logger, db, auth, jobs: new JobsService(db, boss), nodes, https });
     cleanup.unshift(() => app.close());
 
     let closing: Promise<void> | undefined;
@@ -95,10 +157,14 @@ export async function startControlPlane({
       app,
       db,
       boss,
-      enqueuer: new JobEnqueuer(db, boss, catalogue),
+      enqueuer,
       embedded,
       admin,
       masterKey,
+      agentCa,
+      gateway,
+      commands,
+      nodes,
       migrationsApplied: applied,
       close: () => {
         closing ??= runAll(cleanup);

@@ -36,12 +36,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { WPCP_AGENT_SERVER: 'cp.example.com:7443' } })).toEqual({
       server: 'cp.example.com:7443',
       stateDir: '/var/lib/wpcp-agent',
+      sitesDir: '/srv/wpcp',
       heartbeatIntervalMs: 5000,
       maxConcurrentCommands: 4,
       keepaliveTimeMs: 10000,
       keepaliveTimeoutMs: 5000,
       reconnectInitialMs: 1000,
       reconnectMaxMs: 30000,
+      shutdownGraceMs: 10000,
       logLevel: 'info',
     });
   });
@@ -91,6 +93,7 @@ describe('loadConfig', () => {
         WPCP_AGENT_KEEPALIVE_TIMEOUT_MS: '3000',
         WPCP_AGENT_RECONNECT_INITIAL_MS: '500',
         WPCP_AGENT_RECONNECT_MAX_MS: '60000',
+        WPCP_AGENT_SHUTDOWN_GRACE_MS: '0',
       },
     });
     expect(config).toMatchObject({
@@ -100,11 +103,42 @@ describe('loadConfig', () => {
       keepaliveTimeoutMs: 3000,
       reconnectInitialMs: 500,
       reconnectMaxMs: 60000,
+      shutdownGraceMs: 0,
     });
   });
 
   it('names the missing server setting', () => {
     expect(errorOf(() => loadConfig({ env: {} }))).toMatch(/^missing setting server: set WPCP_AGENT_SERVER/);
+  });
+
+  it('lets command-line flags win and takes the server from the enrollment state when unset', async () => {
+    const file = await configFile({ stateDir: '/from/file' });
+    const seen: string[] = [];
+    const config = loadConfig({
+      configFile: file,
+      env: { WPCP_AGENT_STATE_DIR: '/from/env' },
+      overrides: { stateDir: '/from/flag' },
+      defaultServer: (stateDir) => {
+        seen.push(stateDir);
+        return 'enrolled.example:8443';
+      },
+    });
+    expect(config).toMatchObject({ stateDir: '/from/flag', server: 'enrolled.example:8443' });
+    expect(seen).toEqual(['/from/flag']);
+
+    // An explicit server wins over the enrollment state, which is then not read.
+    const explicit = loadConfig({
+      env: { WPCP_AGENT_SERVER: 'other.example:1' },
+      defaultServer: () => {
+        throw new Error('must not be called');
+      },
+    });
+    expect(explicit.server).toBe('other.example:1');
+
+    const env = { WPCP_AGENT_SERVER: 'cp.example.com:1' };
+    expect(errorOf(() => loadConfig({ env, overrides: { stateDir: 'relative' } }))).toMatch(
+      /invalid setting stateDir = "relative" \(from command line\)/,
+    );
   });
 
   it.each([

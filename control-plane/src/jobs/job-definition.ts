@@ -1,5 +1,6 @@
 import type { ErrorCode } from '@wpcp/shared/errors';
 import type { z } from 'zod';
+import type { CommandService } from '../agent-gateway/commands.ts';
 import type { Db } from '../database/database.ts';
 
 /**
@@ -17,6 +18,8 @@ export interface StepContext<Payload> {
   /** Data earlier steps handed on, and the job's output when it succeeds. */
   state: Record<string, unknown>;
   log: (message: string) => void;
+  /** Sends commands to nodes; steps call it through `runNodeCommand(ctx, ...)`. */
+  commands: CommandService;
 }
 
 export interface JobStepDefinition<Payload> {

@@ -1,6 +1,7 @@
 import { AppError, type ErrorCode, errorCatalogue, isErrorCode } from '@wpcp/shared/errors';
 import type { Job, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
+import type { CommandService } from '../agent-gateway/commands.ts';
 import type { Db } from '../database/database.ts';
 import type { JobRow, JobStep } from '../database/schema.ts';
 import type { JobCatalogue, JobDefinition, StepContext } from './job-definition.ts';
@@ -22,15 +23,24 @@ export class JobRunner {
   readonly #catalogue: JobCatalogue;
   readonly #logger: Logger;
   readonly #concurrency: number;
+  readonly #commands: CommandService;
   readonly #running = new Map<string, AbortController>();
   #cancelTimer: NodeJS.Timeout | undefined;
 
-  constructor(deps: { db: Db; boss: PgBoss; catalogue: JobCatalogue; logger: Logger; concurrency: number }) {
+  constructor(deps: {
+    db: Db;
+    boss: PgBoss;
+    catalogue: JobCatalogue;
+    logger: Logger;
+    concurrency: number;
+    commands: CommandService;
+  }) {
     this.#db = deps.db;
     this.#boss = deps.boss;
     this.#catalogue = deps.catalogue;
     this.#logger = deps.logger;
     this.#concurrency = deps.concurrency;
+    this.#commands = deps.commands;
   }
 
   async start(): Promise<void> {
@@ -96,6 +106,7 @@ export class JobRunner {
       signal: controller.signal,
       state: { ...row.state },
       log: (message) => log.info(message),
+      commands: this.#commands,
     };
 
     try {

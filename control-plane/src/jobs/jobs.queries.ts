@@ -127,3 +127,27 @@ export function countJobsByStatus(db: Db) {
     .groupBy('status')
     .execute();
 }
+
+/** A job's log lines, oldest first, keyset-paginated on `seq` (strictly after the cursor's seq). */
+export function listJobLogs(db: Db, jobId: string, page: { limit: number; afterSeq?: string }) {
+  let query = db
+    .selectFrom('job_logs')
+    .select(['seq', 'command_id', 'stream', 'line', 'created_at'])
+    .where('job_id', '=', jobId)
+    .orderBy('seq', 'asc')
+    .limit(page.limit + 1);
+  if (page.afterSeq) query = query.where('seq', '>', page.afterSeq);
+  return query.execute();
+}
+
+/** The latest progress of the job's commands that are out on a node right now. */
+export function progressOfOpenCommands(db: Db, jobId: string) {
+  return db
+    .selectFrom('agent_commands')
+    .select(['step', 'progress'])
+    .where('job_id', '=', jobId)
+    .where('status', 'in', ['delivered', 'running'])
+    .where('progress', 'is not', null)
+    .orderBy('seq', 'desc')
+    .execute();
+}

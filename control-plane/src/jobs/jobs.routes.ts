@@ -1,4 +1,4 @@
-import { ErrorResponse, Job, JobListQuery, listResponse } from '@wpcp/shared/api';
+import { ErrorResponse, Job, JobListQuery, JobLogLine, JobLogsQuery, listResponse } from '@wpcp/shared/api';
 import { IdParams } from '@wpcp/shared/validation';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { JobsService } from './jobs.service.ts';
@@ -28,6 +28,22 @@ export const jobsRoutes: FastifyPluginAsyncZod<{ jobs: JobsService }> = async (a
       },
     },
     async (request) => jobs.get(request.params.id),
+  );
+
+  app.get(
+    '/api/jobs/:id/logs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: "Log lines of the job's node commands, oldest first",
+        description:
+          'Progress and output lines the node streamed while the job ran, bounded per job (WPCP_JOB_LOG_MAX_LINES) with secrets redacted. Follow `next_cursor` to read further pages.',
+        params: IdParams,
+        querystring: JobLogsQuery,
+        response: { 200: listResponse(JobLogLine), 400: ErrorResponse, 404: ErrorResponse },
+      },
+    },
+    async (request) => jobs.logs(request.params.id, request.query),
   );
 
   app.post(

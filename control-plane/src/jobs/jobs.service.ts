@@ -1,4 +1,4 @@
-import type { Job, JobListQuery } from '@wpcp/shared/api';
+import type { Job, JobListQuery, JobLogLine, JobLogsQuery } from '@wpcp/shared/api';
 import { AppError } from '@wpcp/shared/errors';
 import type { PgBoss } from 'pg-boss';
 import type { Db } from '../database/database.ts';
@@ -25,10 +25,36 @@ export class JobsService {
     return page(rows, query.limit, toApiJob);
   }
 
+  /** One job; a running step that waits for a node command shows the command's latest progress. */
   async get(id: string): Promise<Job> {
     const row = await q.findJob(this.#db, id);
     if (!row) throw new AppError('not_found', `job ${id} does not exist`);
-    return toApiJob(row);
+    const job = toApiJob(row);
+    if (job.status === 'running') {
+      const progress = (await q.progressOfOpenCommands(this.#db, id))[0]?.progress;
+      const step = job.steps.find((s) => s.status === 'running');
+      if (progress && step) step.progress = progress;
+    }
+    return job;
+  }
+
+  /** The output of a job's node commands, oldest first; secrets were redacted before storing. */
+  async logs(id: string, query: JobLogsQuery) {
+    if (!(await q.findJob(this.#db, id))) throw new AppError('not_found', `job ${id} does not exist`);
+    const rows = await q.listJobLogs(this.#db, id, {
+      limit: query.limit,
+      afterSeq: decodeCursor(query.cursor),
+    });
+    return page(
+      rows,
+      query.limit,
+      (row): JobLogLine => ({
+        command_id: row.command_id,
+        stream: row.stream,
+        line: row.line,
+        created_at: row.created_at.toISOString(),
+      }),
+    );
   }
 
   /**
@@ -67,7 +93,7 @@ export function toApiJob(row: JobRow): Job {
     target: row.target_type && row.target_id ? { type: row.target_type, id: row.target_id } : null,
     attempt: row.attempt,
     max_attempts: row.max_attempts,
-    steps: row.steps,
+    steps: row.steps.map((step) => ({ ...step })),
     output: row.output ?? null,
     error_code: row.error_code,
     error_message: row.error_message,

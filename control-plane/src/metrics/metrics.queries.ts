@@ -1,16 +1,18 @@
 import type { Metrics } from '@wpcp/shared/api';
 import type { Db } from '../database/database.ts';
 import { countJobsByStatus } from '../jobs/jobs.queries.ts';
+import { countActiveNodes } from '../nodes/nodes.queries.ts';
 
 /** Computed at request time from the primary database: no cache, so the numbers are never stale. */
-export async function readMetrics(db: Db): Promise<Metrics> {
+export async function readMetrics(db: Db, options: { offlineAfterMs: number }): Promise<Metrics> {
   const jobs = await countJobsByStatus(db);
   const count = (status: string) => Number(jobs.find((row) => row.status === status)?.count ?? 0);
   return {
     jobs_running: count('running'),
     jobs_queued: count('queued'),
-    // Nodes and sites arrive with the fleet and sites features; until their tables exist there are none.
-    nodes_active: 0,
+    // Enabled nodes whose heartbeats are recent (the same rule as status `active` in /api/nodes).
+    nodes_active: await countActiveNodes(db, options.offlineAfterMs),
+    // Sites arrive with the sites feature; until their table exists there are none.
     sites_total: 0,
   };
 }

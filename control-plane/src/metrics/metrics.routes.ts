@@ -3,7 +3,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Db } from '../database/database.ts';
 import { readMetrics } from './metrics.queries.ts';
 
-export const metricsRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, { db }) => {
+export const metricsRoutes: FastifyPluginAsyncZod<{ db: Db; offlineAfterMs: number }> = async (
+  app,
+  { db, offlineAfterMs },
+) => {
   app.get(
     '/api/metrics',
     {
@@ -13,6 +16,6 @@ export const metricsRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, { db
         response: { 200: Metrics, 401: ErrorResponse },
       },
     },
-    async () => readMetrics(db),
+    async () => readMetrics(db, { offlineAfterMs }),
   );
 };

@@ -1,5 +1,18 @@
 export { freePort } from './postgres.global-setup.ts';
-export { startTestControlPlane, TEST_ADMIN, type TestControlPlane } from './test-control-plane.ts';
+export {
+  type AgentIdentity,
+  callEnroll,
+  createNode,
+  enrollAgent,
+  type StreamStatus,
+  TestAgentStream,
+} from './test-agent.ts';
+export {
+  startTestControlPlane,
+  TEST_ADMIN,
+  TEST_MASTER_KEY,
+  type TestControlPlane,
+} from './test-control-plane.ts';
 export { createTestDatabase } from './test-database.ts';
-export { journal, scriptedCatalogue, scriptedJob } from './test-jobs.ts';
+export { journal, nodeCommandJob, scriptedCatalogue, scriptedJob } from './test-jobs.ts';
 export { waitFor } from './wait-for.ts';

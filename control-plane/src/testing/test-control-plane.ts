@@ -10,8 +10,16 @@ import { createTestDatabase } from './test-database.ts';
 
 export const TEST_ADMIN = { email: 'admin@example.test', password: 'correct horse battery staple' };
 
+/**
+ * One master key for every test control plane, as replicas sharing a database must have (the
+ * agent CA's key is sealed with it). Never use it outside tests.
+ */
+export const TEST_MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
+
 export interface TestControlPlane extends ControlPlane {
   config: Config;
+  /** `127.0.0.1:<port>` of the agent gateway (gRPC, TLS; its certificate names localhost and 127.0.0.1). */
+  grpcAddress: string;
   /** Every log line written so far, parsed: tests assert on them (redaction, one line per request). */
   logs: Record<string, unknown>[];
   /** Logs in as the admin and returns the Authorization header value. */
@@ -39,7 +47,12 @@ export async function startTestControlPlane(
     WPCP_DATA_DIR: dataDir,
     WPCP_ADMIN_EMAIL: TEST_ADMIN.email,
     WPCP_ADMIN_PASSWORD: TEST_ADMIN.password,
+    WPCP_MASTER_KEY: TEST_MASTER_KEY,
     WPCP_LOG_LEVEL: 'info',
+    // The agent gateway listens on a port of its own per test control plane.
+    WPCP_GRPC_HOST: '127.0.0.1',
+    WPCP_GRPC_PORT: '0',
+    WPCP_GRPC_PUBLIC_NAMES: 'localhost,127.0.0.1',
     ...options.env,
   });
   const logs: Record<string, unknown>[] = [];
@@ -58,6 +71,7 @@ export async function startTestControlPlane(
   return {
     ...controlPlane,
     config,
+    grpcAddress: `127.0.0.1:${controlPlane.gateway.port}`,
     logs,
     login: async () => {
       const response = await controlPlane.app.inject({

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, isErrorCode } from '@wpcp/shared/errors';
+import { Uuid } from '@wpcp/shared/validation';
 import { z } from 'zod';
+import { runNodeCommand } from '../agent-gateway/commands.ts';
 import { defineJob, JobCatalogue } from '../jobs/job-definition.ts';
 
 /**
@@ -66,4 +68,57 @@ type StepRun = ReturnType<typeof defineJob<typeof ScriptedPayload>>['steps'][num
 
 export function scriptedCatalogue(options?: Parameters<typeof scriptedJob>[0]): JobCatalogue {
   return new JobCatalogue().register(scriptedJob(options));
+}
+
+/**
+ * A job type only the test suite registers: one step that runs one command on a node, with the
+ * deadline, retry declaration and payload the test chooses. Its output is the command's output.
+ */
+export const NodeCommandPayload = z.strictObject({
+  node_id: Uuid,
+  command: z.enum(['noop', 'ping']).default('noop'),
+  sleep_ms: z.number().int().min(0).default(0),
+  deadline_ms: z.number().int().positive().optional(),
+  safe_to_retry: z.boolean().default(false),
+  environment_key: z.string().optional(),
+  /** After the command succeeded, fail the step (retryably) on these attempts. */
+  fail_after_on_attempts: z.array(z.number().int().positive()).default([]),
+});
+
+export function nodeCommandJob(options: { retryLimit?: number } = {}) {
+  return defineJob({
+    type: 'test-node-command',
+    payload: NodeCommandPayload,
+    retryLimit: options.retryLimit ?? 0,
+    retryDelaySeconds: 1,
+    expireInSeconds: 120,
+    steps: [
+      {
+        name: 'run',
+        run: async (ctx) => {
+          const { payload } = ctx;
+          const outcome = await runNodeCommand(ctx, {
+            nodeId: payload.node_id,
+            step: 'run',
+            payload:
+              payload.command === 'ping'
+                ? { $case: 'ping', value: {} }
+                : { $case: 'noop', value: { sleepMs: payload.sleep_ms, fail: false, errorMessage: '' } },
+            deadlineMs: payload.deadline_ms,
+            safeToRetry: payload.safe_to_retry,
+            environmentKey: payload.environment_key,
+          });
+          ctx.state.command_id = outcome.commandId;
+          ctx.state.output = outcome.output;
+          if (payload.fail_after_on_attempts.includes(ctx.attempt)) {
+            throw new AppError(
+              'internal_error',
+              `scripted failure after the command on attempt ${ctx.attempt}`,
+            );
+          }
+        },
+      },
+    ],
+    output: (state) => state,
+  });
 }

@@ -176,6 +176,24 @@ describe('CommandScheduler', () => {
     expect(h.started).toEqual(['same', 'other', 'same']);
   });
 
+  it('applies a new limit: raising it admits waiting commands, lowering it delays the next ones', async () => {
+    const h = harness(1);
+    for (const id of ['a', 'b', 'c', 'd']) h.submit(id);
+    await settle();
+    expect(h.started).toEqual(['a']);
+    h.scheduler.setMaxConcurrent(3);
+    await settle();
+    expect(h.started).toEqual(['a', 'b', 'c']);
+    h.scheduler.setMaxConcurrent(1);
+    await h.finish('a');
+    await h.finish('b');
+    expect(h.started).toEqual(['a', 'b', 'c']);
+    await h.finish('c');
+    expect(h.started).toEqual(['a', 'b', 'c', 'd']);
+    expect(h.scheduler.maxConcurrent).toBe(1);
+    expect(() => h.scheduler.setMaxConcurrent(0)).toThrow(RangeError);
+  });
+
   it('validates maxConcurrent', () => {
     expect(() => new CommandScheduler({ maxConcurrent: 0 })).toThrow(RangeError);
     expect(() => new CommandScheduler({ maxConcurrent: 1.5 })).toThrow(RangeError);

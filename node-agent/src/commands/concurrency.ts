@@ -33,7 +33,7 @@ interface Entry {
 export type CommandState = 'queued' | 'running';
 
 export class CommandScheduler {
-  readonly #maxConcurrent: number;
+  #maxConcurrent: number;
   /** Waiting commands in arrival order. */
   readonly #queue: Entry[] = [];
   readonly #running = new Map<string, Entry>();
@@ -44,6 +44,22 @@ export class CommandScheduler {
       throw new RangeError('maxConcurrent must be a positive integer');
     }
     this.#maxConcurrent = options.maxConcurrent;
+  }
+
+  get maxConcurrent(): number {
+    return this.#maxConcurrent;
+  }
+
+  /**
+   * Change the global limit (the control plane's Welcome may set it). Raising it starts waiting
+   * commands at once; lowering it never stops running ones, it only delays the next admissions.
+   */
+  setMaxConcurrent(maxConcurrent: number): void {
+    if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) {
+      throw new RangeError('maxConcurrent must be a positive integer');
+    }
+    this.#maxConcurrent = maxConcurrent;
+    this.#pump();
   }
 
   get runningCount(): number {

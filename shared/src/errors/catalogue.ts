@@ -36,6 +36,17 @@ export const errorCatalogue = {
     retryable: false,
     meaning: 'The route exists but not for this HTTP method.',
   },
+  name_taken: {
+    status: 409,
+    retryable: false,
+    meaning: 'Another record of the same kind already has this name; names are unique.',
+  },
+  node_disabled: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'The node is disabled: it cannot connect and gets no commands. Enable it (`POST /api/nodes/{id}/enable`) first.',
+  },
   invalid_state: {
     status: 409,
     retryable: false,
@@ -67,12 +78,42 @@ export const errorCatalogue = {
     retryable: true,
     meaning: 'The control plane cannot reach its PostgreSQL database.',
   },
+  node_unreachable: {
+    status: 503,
+    retryable: true,
+    meaning:
+      'The node has no live connection to the control plane, or did not answer in time: a queued command was withdrawn at its deadline (it will never run), or a delivered one reported no result. `error_message` says which.',
+  },
   worker_lost: {
     status: 500,
     retryable: true,
     meaning: 'Job only: the process running the job stopped answering and the job ran out of retries.',
   },
   job_cancelled: { status: 409, retryable: false, meaning: 'Job only: the job was cancelled by a user.' },
+  command_failed: {
+    status: 500,
+    retryable: false,
+    meaning:
+      'Job only: the command ran on the node and failed; `error_message` carries the reason the node gave (and its own error code).',
+  },
+  command_rejected: {
+    status: 500,
+    retryable: false,
+    meaning:
+      'Job only: the node refused to start the command (unsupported by its agent version, invalid input, or its deadline had passed). Nothing was changed on the node.',
+  },
+  command_interrupted: {
+    status: 500,
+    retryable: false,
+    meaning:
+      'Job only: the node agent stopped (crash, restart, power loss) while the command was running. It was not run again and its effect is unknown; check the node before retrying.',
+  },
+  command_cancelled: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'Job only: the command was stopped on the node, because its job was cancelled or its deadline passed.',
+  },
   job_failed: {
     status: 500,
     retryable: true,
