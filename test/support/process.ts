@@ -12,6 +12,10 @@ export interface RunningProcess {
   stderr(): string;
   /** Resolves with the first stdout match of `pattern`, or rejects when the process exits first. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** Writes one line to the process's standard input. */
+  send(line: string): void;
+  /** Resolves with the exit code once the process has exited (null when killed by a signal). */
+  exited(): Promise<number | null>;
   /** Sends a signal and waits for the exit; returns the exit code (null when killed by a signal). */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
 }
@@ -25,7 +29,7 @@ export function startNodeProcess(
   const child = spawn(process.execPath, [path.join(repoRoot, script), ...args], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
@@ -38,6 +42,10 @@ export function startNodeProcess(
   const exited = once(child, 'exit');
   return {
     child,
+    send: (line) => {
+      child.stdin?.write(`${line}\n`);
+    },
+    exited: async () => ((await exited) as [number | null])[0],
     stdout: () => out,
     stderr: () => err,
     waitForOutput: (pattern, timeoutMs = 60_000) =>

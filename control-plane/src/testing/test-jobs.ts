@@ -85,11 +85,12 @@ export const NodeCommandPayload = z.strictObject({
   fail_after_on_attempts: z.array(z.number().int().positive()).default([]),
 });
 
-export function nodeCommandJob(options: { retryLimit?: number } = {}) {
+export function nodeCommandJob(options: { retryLimit?: number; heartbeatSeconds?: number } = {}) {
   return defineJob({
     type: 'test-node-command',
     payload: NodeCommandPayload,
     retryLimit: options.retryLimit ?? 0,
+    heartbeatSeconds: options.heartbeatSeconds ?? 30,
     retryDelaySeconds: 1,
     expireInSeconds: 120,
     steps: [

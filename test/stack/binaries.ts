@@ -1,0 +1,47 @@
+// The installed binaries the stack harness runs (Debian 12 paths, from deploy/node/bootstrap.sh
+// --packages-only). Each can be overridden with an environment variable for other layouts.
+import { accessSync, constants } from 'node:fs';
+
+export const BINARIES = {
+  mariadbd: process.env.WPCP_STACK_MARIADBD ?? '/usr/sbin/mariadbd',
+  mariadbInstallDb: process.env.WPCP_STACK_MARIADB_INSTALL_DB ?? '/usr/bin/mariadb-install-db',
+  mysql: process.env.WPCP_STACK_MYSQL ?? '/usr/bin/mysql',
+  redisServer: process.env.WPCP_STACK_REDIS_SERVER ?? '/usr/bin/redis-server',
+  phpFpm: process.env.WPCP_STACK_PHP_FPM ?? '/usr/sbin/php-fpm8.2',
+  php: process.env.WPCP_STACK_PHP ?? '/usr/bin/php8.2',
+  nginx: process.env.WPCP_STACK_NGINX ?? '/usr/sbin/nginx',
+} as const;
+
+export type BinaryName = keyof typeof BINARIES;
+
+/** The harness binaries that are not installed (empty when the stack can run). */
+export function missingBinaries(
+  names: readonly BinaryName[] = Object.keys(BINARIES) as BinaryName[],
+): string[] {
+  return names
+    .map((name) => BINARIES[name])
+    .filter((file) => {
+      try {
+        accessSync(file, constants.X_OK);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+}
+
+/**
+ * Whether stack suites must skip: only outside CI, and loudly. In CI (CI=true) a missing binary is a
+ * failure, never a skip: the suites then run and fail on the missing program.
+ */
+export function shouldSkipStack(names?: readonly BinaryName[]): boolean {
+  const missing = missingBinaries(names);
+  if (missing.length === 0) return false;
+  if (process.env.CI) return false;
+  const banner = '!'.repeat(100);
+  console.warn(
+    `\n${banner}\nSKIPPING STACK TESTS: not installed: ${missing.join(', ')}\n` +
+      `Run \`sudo bash deploy/node/bootstrap.sh --packages-only\` to install nginx, PHP-FPM, MariaDB and Redis.\n${banner}\n`,
+  );
+  return true;
+}
