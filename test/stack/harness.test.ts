@@ -130,4 +130,20 @@ describe.skipIf(skip)('stack harness', () => {
     await expectGone(nginx.pid, nginx.dir);
     await expectGone(fpm.pid, fpm.dir);
   });
+
+  it('nginx on all addresses: server blocks that listen on the bare port share the listener', async () => {
+    const nginx = await startNginx({ listenAddress: '*' });
+    try {
+      expect(nginx.listen).toBe(String(nginx.port));
+      await writeFile(
+        path.join(nginx.sitesDir, 'bare.conf'),
+        `server {\n    listen ${nginx.listen};\n    server_name bare.test;\n    return 200 "bare\\n";\n}\n`,
+      );
+      await nginx.reload();
+      expect((await httpGet(nginx.url('/'), { host: 'bare.test' })).body).toBe('bare\n');
+    } finally {
+      await nginx.stop();
+    }
+    await expectGone(nginx.pid, nginx.dir);
+  });
 });

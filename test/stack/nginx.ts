@@ -22,6 +22,12 @@ import { freePort } from './ports.ts';
 export interface StartNginxOptions {
   /** Directory of server blocks (`*.conf`, included in http{}); defaults to `<dir>/sites`. */
   sitesDir?: string;
+  /**
+   * Address of the listener: `127.0.0.1` (default) or `*` for all addresses. Server blocks must
+   * listen the same way to share it: nginx gives a request for 127.0.0.1:<port> only to the server
+   * blocks listening on exactly that address when one does.
+   */
+  listenAddress?: '127.0.0.1' | '*';
   /** User the worker processes run as when started by root. Default www-data. */
   user?: string;
   parentDir?: string;
@@ -30,7 +36,7 @@ export interface StartNginxOptions {
 export interface NginxInstance {
   readonly dir: string;
   readonly port: number;
-  /** `127.0.0.1:<port>`: what a server block's `listen` should say to share this listener. */
+  /** `127.0.0.1:<port>` (or `<port>` with listenAddress `*`): what a server block's `listen` says. */
   readonly listen: string;
   readonly sitesDir: string;
   /** Served by the default server (unknown hostnames). */
@@ -55,7 +61,7 @@ export interface NginxInstance {
 export async function startNginx(options: StartNginxOptions = {}): Promise<NginxInstance> {
   const dir = await makeInstanceDir('nginx', options.parentDir);
   const port = await freePort();
-  const listen = `127.0.0.1:${port}`;
+  const listen = options.listenAddress === '*' ? String(port) : `127.0.0.1:${port}`;
   const confDir = path.join(dir, 'conf');
   const logsDir = path.join(dir, 'logs');
   const tmpDir = path.join(dir, 'tmp');
@@ -128,7 +134,7 @@ export async function startNginx(options: StartNginxOptions = {}): Promise<Nginx
     await daemon.stop();
     await removeInstanceDir(dir);
   };
-  const url = (pathname = '/') => `http://${listen}${pathname}`;
+  const url = (pathname = '/') => `http://127.0.0.1:${port}${pathname}`;
   try {
     await waitUntilReady(daemon, 'nginx', async () => (await httpGet(url('/'))).status === 200);
   } catch (err) {

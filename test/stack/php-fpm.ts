@@ -38,6 +38,12 @@ export interface PhpFpmInstance {
   readonly harnessSocket: string;
   /** argv that checks the whole configuration (`php-fpm8.2 -t -y <conf>`), as the agent would run it. */
   readonly testArgv: readonly string[];
+  /**
+   * argv of a graceful reload as a node would run it (`kill -USR2 <master pid>`; systemd's
+   * `systemctl reload php8.2-fpm` does the same). It returns before the pools are back: wait for
+   * the pool's socket to accept (see reload()).
+   */
+  readonly reloadArgv: readonly string[];
   /** Checks the configuration: ok and the checker's output. */
   testConfig(): Promise<{ ok: boolean; output: string }>;
   /**
@@ -139,6 +145,7 @@ export async function startPhpFpm(options: StartPhpFpmOptions = {}): Promise<Php
     pid: daemon.pid,
     harnessSocket,
     testArgv,
+    reloadArgv: ['/bin/kill', '-USR2', String(daemon.pid)],
     testConfig,
     async reload() {
       const tested = await testConfig();
