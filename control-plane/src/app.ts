@@ -7,6 +7,10 @@ import type { AuthService } from './auth/auth.service.ts';
 import { requireSessions } from './auth/session.hook.ts';
 import type { Config } from './config.ts';
 import type { Db } from './database/database.ts';
+import { domainsRoutes } from './domains/domains.routes.ts';
+import type { DomainsService } from './domains/domains.service.ts';
+import { environmentsRoutes } from './environments/environments.routes.ts';
+import type { EnvironmentsService } from './environments/environments.service.ts';
 import { healthRoutes } from './health/health.routes.ts';
 import { installErrorHandlers } from './http/error-handler.ts';
 import { registerOpenApi } from './http/openapi.ts';
@@ -15,6 +19,8 @@ import type { JobsService } from './jobs/jobs.service.ts';
 import { metricsRoutes } from './metrics/metrics.routes.ts';
 import { nodesRoutes } from './nodes/nodes.routes.ts';
 import type { NodesService } from './nodes/nodes.service.ts';
+import { sitesRoutes } from './sites/sites.routes.ts';
+import type { SitesService } from './sites/sites.service.ts';
 
 export interface AppDependencies {
   config: Pick<Config, 'http' | 'nodes'>;
@@ -23,6 +29,9 @@ export interface AppDependencies {
   auth: AuthService;
   jobs: JobsService;
   nodes: NodesService;
+  sites: SitesService;
+  environments: EnvironmentsService;
+  domains: DomainsService;
   https?: { key: Buffer; cert: Buffer };
 }
 
@@ -52,6 +61,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(authRoutes, { auth: deps.auth });
   await app.register(jobsRoutes, { jobs: deps.jobs });
   await app.register(nodesRoutes, { nodes: deps.nodes });
+  await app.register(sitesRoutes, { sites: deps.sites });
+  await app.register(environmentsRoutes, { environments: deps.environments });
+  await app.register(domainsRoutes, { domains: deps.domains });
   await app.register(metricsRoutes, { db: deps.db, offlineAfterMs: deps.config.nodes.offlineAfterMs });
   return app;
 }

@@ -18,6 +18,24 @@ describe('loadConfig', () => {
     expect(config.grpc.publicNames.ipAddresses).toContain('127.0.0.1');
   });
 
+  it('reads the defaults of new nodes: base domain (normalised), scheme and port', () => {
+    expect(loadConfig({}).nodes.siteDefaults).toEqual({
+      baseDomain: undefined,
+      publicScheme: 'http',
+      publicPort: undefined,
+    });
+    expect(
+      loadConfig({
+        WPCP_NODE_BASE_DOMAIN: 'Sites.Example.NET.',
+        WPCP_NODE_PUBLIC_SCHEME: 'https',
+        WPCP_NODE_HTTP_PORT: '8443',
+      }).nodes.siteDefaults,
+    ).toEqual({ baseDomain: 'sites.example.net', publicScheme: 'https', publicPort: 8443 });
+    expect(loadConfig({ WPCP_NODE_BASE_DOMAIN: 'localhost' }).nodes.siteDefaults.baseDomain).toBe(
+      'localhost',
+    );
+  });
+
   it('treats empty variables as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', WPCP_ADMIN_PASSWORD: '' })).toMatchObject({
       databaseUrl: undefined,
@@ -34,6 +52,11 @@ describe('loadConfig', () => {
     ['WPCP_ADMIN_PASSWORD', 'short'],
     ['WPCP_ADMIN_EMAIL', 'not an email'],
     ['WPCP_LOG_LEVEL', 'loud'],
+    ['WPCP_NODE_BASE_DOMAIN', '*.example.com'],
+    ['WPCP_NODE_BASE_DOMAIN', 'a.com;b'],
+    ['WPCP_NODE_PUBLIC_SCHEME', 'ftp'],
+    ['WPCP_NODE_HTTP_PORT', '0'],
+    ['WPCP_NODE_HTTP_PORT', '80a'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { BaseDomain } from '@wpcp/shared/validation';
 import { z } from 'zod';
 
 /**
@@ -61,6 +62,16 @@ const environmentSchema = z.object({
   WPCP_COMMAND_DEADLINE_SECONDS: positiveInt.max(7 * 24 * 3600).default(15 * 60),
   WPCP_COMMAND_RESULT_GRACE_SECONDS: positiveInt.max(24 * 3600).default(30),
   WPCP_JOB_LOG_MAX_LINES: positiveInt.max(1_000_000).default(2_000),
+  WPCP_NODE_BASE_DOMAIN: optionalString.pipe(BaseDomain.optional()),
+  WPCP_NODE_PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
+  WPCP_NODE_HTTP_PORT: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[0-9]{1,5}$/, 'must be a port number')
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(65535))
+      .optional(),
+  ),
 });
 
 const dnsName = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -135,6 +146,15 @@ function toConfig(env: z.infer<typeof environmentSchema>) {
       offlineAfterMs: env.WPCP_NODE_HEARTBEAT_INTERVAL_MS * 3,
       maxConcurrentCommands: env.WPCP_NODE_MAX_CONCURRENT_COMMANDS,
       heartbeatFlushMs: env.WPCP_HEARTBEAT_FLUSH_MS,
+      /**
+       * Defaults of a new node's `base_domain`, `public_scheme` and `public_port` (POST /api/nodes
+       * may set each). Without WPCP_NODE_BASE_DOMAIN a node's base domain is `<name>.wpcp.localhost`.
+       */
+      siteDefaults: {
+        baseDomain: env.WPCP_NODE_BASE_DOMAIN,
+        publicScheme: env.WPCP_NODE_PUBLIC_SCHEME,
+        publicPort: env.WPCP_NODE_HTTP_PORT,
+      },
     },
     commands: {
       pollMs: env.WPCP_COMMAND_POLL_MS,

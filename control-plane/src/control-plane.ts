@@ -12,6 +12,13 @@ import type { Config } from './config.ts';
 import { createDb, type Db, migrateToLatest } from './database/database.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded-postgres.ts';
 import { Notifier } from './database/notifier.ts';
+import { addDomainJob } from './domains/add-domain.job.ts';
+import { DomainsService } from './domains/domains.service.ts';
+import { makePrimaryDomainJob } from './domains/make-primary-domain.job.ts';
+import { removeDomainJob } from './domains/remove-domain.job.ts';
+import { cloneEnvironmentJob } from './environments/clone-environment.job.ts';
+import { EnvironmentsService } from './environments/environments.service.ts';
+import { provisionEnvironmentJob } from './environments/provision-environment.job.ts';
 import { startHousekeeping } from './housekeeping/housekeeping.ts';
 import { JobEnqueuer } from './jobs/enqueue.ts';
 import { JobCatalogue } from './jobs/job-definition.ts';
@@ -22,6 +29,7 @@ import { nodePingJob } from './nodes/node-ping.job.ts';
 import { NodesService } from './nodes/nodes.service.ts';
 import { type MasterKey, resolveMasterKey } from './secrets/master-key.ts';
 import { SecretBox } from './secrets/secret-box.ts';
+import { SitesService } from './sites/sites.service.ts';
 
 export interface ControlPlane {
   app: FastifyInstance;
@@ -51,7 +59,14 @@ export interface StartOptions {
 }
 
 /** The product's own job types, registered by their features. */
-const PRODUCT_JOBS = [nodePingJob];
+const PRODUCT_JOBS = [
+  nodePingJob,
+  provisionEnvironmentJob,
+  cloneEnvironmentJob,
+  addDomainJob,
+  removeDomainJob,
+  makePrimaryDomainJob,
+];
 
 /**
  * Wires the control plane in the order a start needs: database, schema, secrets, admin user,
@@ -117,6 +132,7 @@ export async function startControlPlane({
       logger,
       concurrency: config.jobs.concurrency,
       commands,
+      settings: { offlineAfterMs: config.nodes.offlineAfterMs, adminEmail: config.admin.email },
     });
     await runner.start();
     cleanup.unshift(async () => runner.stop());
@@ -149,7 +165,18 @@ export async function startControlPlane({
     const https = config.http.tls
       ? { cert: await readFile(config.http.tls.certFile), key: await readFile(config.http.tls.keyFile) }
       : undefined;
-    const app = await buildApp({ config, logger, db, auth, jobs: new JobsService(db, boss), nodes, https });
+    const app = await buildApp({
+      config,
+      logger,
+      db,
+      auth,
+      jobs: new JobsService(db, boss, jobTypes),
+      nodes,
+      sites: new SitesService({ db, enqueuer, logger }),
+      environments: new EnvironmentsService({ db }),
+      domains: new DomainsService({ db, enqueuer, logger }),
+      https,
+    });
     cleanup.unshift(() => app.close());
 
     let closing: Promise<void> | undefined;

@@ -3,7 +3,8 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { CommandExecutor } from './commands/executor.ts';
-import { type CommandHandlers, capabilities, defaultHandlers } from './commands/registry.ts';
+import { nodeStackFromConfig } from './commands/node-stack.ts';
+import { type CommandHandlers, capabilities, createHandlers } from './commands/registry.ts';
 import type { AgentConfig } from './config.ts';
 import { heartbeatFromStats } from './connection/heartbeat.ts';
 import { AgentSession, type SessionOptions } from './connection/stream.ts';
@@ -60,7 +61,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   const pruneTimer = setInterval(prune, DAY_MS);
   pruneTimer.unref();
 
-  const handlers = options.handlers ?? defaultHandlers;
+  const handlers = options.handlers ?? createHandlers(nodeStackFromConfig(config));
   const executor = new CommandExecutor({
     journal,
     logger: log,

@@ -45,7 +45,79 @@ describe('loadConfig', () => {
       reconnectMaxMs: 30000,
       shutdownGraceMs: 10000,
       logLevel: 'info',
+      nginxSitesDir: '/etc/nginx/sites-enabled',
+      nginxTestArgv: ['/usr/sbin/nginx', '-t', '-q'],
+      nginxReloadArgv: ['/usr/sbin/nginx', '-s', 'reload'],
+      nginxListen: ['80', '[::]:80'],
+      publicScheme: 'http',
+      publicPort: 80,
+      webUser: 'www-data',
+      phpFpmPoolDir: '/etc/php/8.2/fpm/pool.d',
+      phpFpmTestArgv: ['/usr/sbin/php-fpm8.2', '-t'],
+      phpFpmReloadArgv: ['/usr/sbin/service', 'php8.2-fpm', 'reload'],
+      phpFpmSocketDir: '/run/php',
+      databaseAdminArgv: [
+        '/usr/bin/mariadb',
+        '--protocol=socket',
+        '--socket=/run/mysqld/mysqld.sock',
+        '--user=root',
+      ],
+      databaseDumpArgv: [
+        '/usr/bin/mariadb-dump',
+        '--protocol=socket',
+        '--socket=/run/mysqld/mysqld.sock',
+        '--user=root',
+      ],
+      databaseHost: 'localhost:/run/mysqld/mysqld.sock',
+      databaseAccountHost: 'localhost',
+      redisHost: '127.0.0.1',
+      redisPort: 6379,
+      wpCli: '/usr/local/bin/wp',
+      phpCli: '/usr/bin/php',
+      wpCoreSource: '',
+      cronDir: '/etc/cron.d',
     });
+  });
+
+  it('reads argv and listen settings as JSON arrays, from the file and from the environment', async () => {
+    const file = await configFile({
+      server: 'cp.example.com:7443',
+      nginxTestArgv: ['/opt/nginx/sbin/nginx', '-p', '/tmp/n/', '-t'],
+      nginxListen: ['127.0.0.1:8080'],
+      phpCli: '',
+    });
+    const config = loadConfig({
+      argv: ['--config', file],
+      env: {
+        WPCP_AGENT_PHP_FPM_RELOAD_ARGV: '["/bin/kill","-USR2","4242"]',
+        WPCP_AGENT_PUBLIC_PORT: '8080',
+        WPCP_AGENT_WP_CORE_SOURCE: '/usr/share/wordpress',
+      },
+    });
+    expect(config).toMatchObject({
+      nginxTestArgv: ['/opt/nginx/sbin/nginx', '-p', '/tmp/n/', '-t'],
+      nginxListen: ['127.0.0.1:8080'],
+      phpFpmReloadArgv: ['/bin/kill', '-USR2', '4242'],
+      publicPort: 8080,
+      phpCli: '',
+      wpCoreSource: '/usr/share/wordpress',
+    });
+  });
+
+  it.each([
+    [{ WPCP_AGENT_NGINX_RELOAD_ARGV: 'nginx -s reload' }, 'nginxReloadArgv'],
+    [{ WPCP_AGENT_NGINX_RELOAD_ARGV: '["nginx","-s","reload"]' }, 'nginxReloadArgv'],
+    [{ WPCP_AGENT_NGINX_RELOAD_ARGV: '[]' }, 'nginxReloadArgv'],
+    [{ WPCP_AGENT_NGINX_LISTEN: '["80; include /etc/passwd"]' }, 'nginxListen'],
+    [{ WPCP_AGENT_NGINX_LISTEN: '["70000"]' }, 'nginxListen'],
+    [{ WPCP_AGENT_SITES_DIR: '/srv/my sites' }, 'sitesDir'],
+    [{ WPCP_AGENT_WP_CLI: '/usr/local/bin/wp;id' }, 'wpCli'],
+    [{ WPCP_AGENT_PUBLIC_SCHEME: 'ftp' }, 'publicScheme'],
+    [{ WPCP_AGENT_DATABASE_HOST: "localhost'" }, 'databaseHost'],
+    [{ WPCP_AGENT_WEB_USER: 'www data' }, 'webUser'],
+  ])('refuses a node-stack value that is not safe to use: %o', (env, setting) => {
+    const message = errorOf(() => loadConfig({ env: { WPCP_AGENT_SERVER: 'cp.example.com:7443', ...env } }));
+    expect(message).toContain(`invalid setting ${setting}`);
   });
 
   it('reads the config file and lets environment variables override it', async () => {

@@ -2,7 +2,8 @@
 // same connection and command code the `wpcp-agent` binary runs.
 export { type RunningAgent, type StartAgentOptions, startAgent } from './agent.ts';
 export { CommandExecutor, type Outbox } from './commands/executor.ts';
-export { type CommandHandlers, capabilities, defaultHandlers } from './commands/registry.ts';
+export { type NodeStack, nodeStackFromConfig } from './commands/node-stack.ts';
+export { type CommandHandlers, capabilities, createHandlers, defaultHandlers } from './commands/registry.ts';
 export type { CommandContext, CommandHandler, HandlerOutcome } from './commands/types.ts';
 export { type AgentConfig, loadConfig } from './config.ts';
 export { heartbeatFromStats } from './connection/heartbeat.ts';

@@ -6,6 +6,7 @@ export const BINARIES = {
   mariadbd: process.env.WPCP_STACK_MARIADBD ?? '/usr/sbin/mariadbd',
   mariadbInstallDb: process.env.WPCP_STACK_MARIADB_INSTALL_DB ?? '/usr/bin/mariadb-install-db',
   mysql: process.env.WPCP_STACK_MYSQL ?? '/usr/bin/mysql',
+  mariadbDump: process.env.WPCP_STACK_MARIADB_DUMP ?? '/usr/bin/mariadb-dump',
   redisServer: process.env.WPCP_STACK_REDIS_SERVER ?? '/usr/bin/redis-server',
   phpFpm: process.env.WPCP_STACK_PHP_FPM ?? '/usr/sbin/php-fpm8.2',
   php: process.env.WPCP_STACK_PHP ?? '/usr/bin/php8.2',

@@ -61,6 +61,10 @@ export interface JobsTable {
   attempt: Generated<number>;
   max_attempts: number;
   cancel_requested_at: Timestamp | null;
+  /** Jobs with the same key (an environment id) run one at a time, in `seq` order. */
+  group_key: string | null;
+  /** The pg-boss job carrying this one, when it is not `id` (see the ordering rule in job-runner.ts). */
+  carrier_id: string | null;
   created_at: Generated<Date>;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
@@ -101,6 +105,11 @@ export interface NodesTable {
   stream_replica: string | null;
   stream_connected_at: Timestamp | null;
   disabled_at: Timestamp | null;
+  /** Default hostnames of its environments are `<site>--<env>.<base_domain>`. */
+  base_domain: string;
+  public_scheme: Generated<'http' | 'https'>;
+  /** null: the scheme's default port. */
+  public_port: number | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
@@ -159,6 +168,62 @@ export interface JobLogsTable {
   created_at: Generated<Date>;
 }
 
+export type SiteStatus = 'provisioning' | 'active' | 'failed';
+
+export interface SitesTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  name: string;
+  slug: string;
+  status: SiteStatus;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type EnvironmentStatus = 'provisioning' | 'active' | 'updating' | 'failed';
+export type EnvironmentType = 'production' | 'staging' | 'development';
+export type PromotionPreset = 'code-only' | 'code-and-db' | 'db-only' | 'woocommerce-safe';
+
+export interface EnvironmentsTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  site_id: string;
+  name: string;
+  slug: string;
+  type: EnvironmentType;
+  status: EnvironmentStatus;
+  node_id: string | null;
+  short_id: string;
+  /** `<site>--<env>`. */
+  node_name: string;
+  system_user: string;
+  database_name: string;
+  database_user: string;
+  redis_prefix: string;
+  wordpress_version: string | null;
+  fastcgi_cache_enabled: Generated<boolean>;
+  redis_cache_enabled: Generated<boolean>;
+  last_deployed_ref: string | null;
+  promotion_preset: PromotionPreset;
+  source_environment_id: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type DomainStatus = 'pending' | 'active' | 'removing';
+
+export interface DomainsTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  environment_id: string;
+  hostname: string;
+  is_default: Generated<boolean>;
+  is_primary: Generated<boolean>;
+  status: DomainStatus;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
 export interface Database {
   users: UsersTable;
   sessions: SessionsTable;
@@ -168,6 +233,9 @@ export interface Database {
   nodes: NodesTable;
   agent_commands: AgentCommandsTable;
   job_logs: JobLogsTable;
+  sites: SitesTable;
+  environments: EnvironmentsTable;
+  domains: DomainsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;
@@ -177,3 +245,6 @@ export type SessionRow = Selectable<SessionsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type NodeRow = Selectable<NodesTable>;
 export type AgentCommandRow = Selectable<AgentCommandsTable>;
+export type SiteRow = Selectable<SitesTable>;
+export type EnvironmentRow = Selectable<EnvironmentsTable>;
+export type DomainRow = Selectable<DomainsTable>;

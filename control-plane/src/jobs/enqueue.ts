@@ -6,13 +6,13 @@ import type { Db } from '../database/database.ts';
 import type { Database } from '../database/schema.ts';
 import type { JobCatalogue } from './job-definition.ts';
 import { sendInTransaction } from './job-queue.ts';
-import { insertJob } from './jobs.queries.ts';
+import { insertJob, lockJobGroup } from './jobs.queries.ts';
 
 export interface EnqueueRequest {
   type: string;
   payload: unknown;
   target?: { type: string; id: string };
-  /** Jobs sharing a group key (an environment id) run one at a time. */
+  /** Jobs sharing a group key (an environment id) run one at a time, in the order they were enqueued. */
   groupKey?: string;
 }
 
@@ -40,6 +40,10 @@ export class JobEnqueuer {
       throw new AppError('validation_failed', `invalid ${request.type} payload`, { cause: payload.error });
     }
     const id = randomUUID();
+    // Jobs of one group get their `seq` in the order their transactions commit: the runner's
+    // ordering rule (job-runner.ts, `#waitsForEarlierJob`) relies on no earlier job of the group
+    // becoming visible after a later one.
+    if (request.groupKey) await lockJobGroup(trx, request.groupKey);
     await insertJob(trx, {
       id,
       type: request.type,
@@ -56,6 +60,7 @@ export class JobEnqueuer {
         })),
       ),
       max_attempts: definition.retryLimit + 1,
+      group_key: request.groupKey ?? null,
     });
     await sendInTransaction(this.#boss, trx, { id, type: request.type, groupKey: request.groupKey });
     return id;

@@ -20,6 +20,23 @@ export interface StepContext<Payload> {
   log: (message: string) => void;
   /** Sends commands to nodes; steps call it through `runNodeCommand(ctx, ...)`. */
   commands: CommandService;
+  /** The settings job types read (from the control plane's configuration). */
+  settings: JobSettings;
+}
+
+export interface JobSettings {
+  /** A node without a heartbeat for this long is offline (placement skips it). */
+  offlineAfterMs: number;
+  /** The control plane's admin email, used as the first WordPress administrator's when it can be. */
+  adminEmail: string;
+}
+
+/** What `onFailure` gets: enough to settle the job's records, nothing that reaches a node. */
+export interface FailureContext<Payload> {
+  jobId: string;
+  payload: Payload;
+  /** The database, or the transaction that settles the job (the two commit together). */
+  db: Db;
 }
 
 export interface JobStepDefinition<Payload> {
@@ -43,6 +60,16 @@ export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
   output?: (state: Record<string, unknown>) => unknown;
   /** Error codes that are never retried, whatever the catalogue says. */
   permanentErrors?: ErrorCode[];
+  /**
+   * Called once when the job ends `failed` or `cancelled` (after the undos, before the job row is
+   * settled; also for a job cancelled before it ran and one whose worker was lost), to put the
+   * records the job was changing into their failed state. It must not throw for records that are
+   * gone, and must be idempotent.
+   */
+  onFailure?: (
+    ctx: FailureContext<z.infer<Schema>>,
+    error: { code: ErrorCode; message: string },
+  ) => Promise<void>;
 }
 
 export function defineJob<Schema extends z.ZodType>(

@@ -1,7 +1,9 @@
 import type { Transaction } from 'kysely';
 import { fromKysely, type PgBoss } from 'pg-boss';
+import type { Db } from '../database/database.ts';
 import type { Database } from '../database/schema.ts';
 import type { JobCatalogue, JobDefinition } from './job-definition.ts';
+import { firstUnfinishedJobOfGroup } from './jobs.queries.ts';
 
 /**
  * pg-boss is the transport; the `jobs` table is the truth the API shows. One pg-boss queue per
@@ -57,4 +59,16 @@ export async function sendInTransaction(
     db: fromKysely(trx),
     ...(job.groupKey ? { group: { id: job.groupKey } } : {}),
   });
+}
+
+/**
+ * After a job of a group finished: the next job of the group, if it never started and waits
+ * (handed back to pg-boss until later), is made due now, and NOTIFY wakes a worker for it. Only
+ * a hint: a waiting job looks again by itself after GROUP_WAIT_SECONDS.
+ */
+export async function wakeNextOfGroup(db: Db, boss: PgBoss, groupKey: string | null): Promise<void> {
+  if (!groupKey) return;
+  const next = await firstUnfinishedJobOfGroup(db, groupKey);
+  if (next?.status !== 'queued' || next.attempt !== 0) return;
+  await boss.update(queueNameFor(next.type), undefined, { id: next.carrier_id ?? next.id, startAfter: 0 });
 }

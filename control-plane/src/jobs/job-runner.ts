@@ -1,14 +1,20 @@
+import { randomUUID } from 'node:crypto';
 import { AppError, type ErrorCode, errorCatalogue, isErrorCode } from '@wpcp/shared/errors';
-import type { Job, PgBoss } from 'pg-boss';
+import { fromKysely, type Job, type PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { CommandService } from '../agent-gateway/commands.ts';
 import type { Db } from '../database/database.ts';
 import type { JobRow, JobStep } from '../database/schema.ts';
-import type { JobCatalogue, JobDefinition, StepContext } from './job-definition.ts';
-import { DEAD_LETTER_QUEUE, type QueuedJobData, queueNameFor } from './job-queue.ts';
+import type { JobCatalogue, JobDefinition, JobSettings, StepContext } from './job-definition.ts';
+import { DEAD_LETTER_QUEUE, type QueuedJobData, queueNameFor, wakeNextOfGroup } from './job-queue.ts';
 import * as q from './jobs.queries.ts';
 
 const CANCEL_POLL_MS = 1_000;
+/**
+ * How long a grouped job that waits for an earlier one is handed back for before it looks again
+ * by itself. Normally it is woken sooner: when the earlier job finishes (wakeNextOfGroup).
+ */
+const GROUP_WAIT_SECONDS = 30;
 
 class JobCancelled extends Error {}
 
@@ -16,6 +22,12 @@ class JobCancelled extends Error {}
  * Runs jobs: takes each from pg-boss, walks its steps in order (skipping those an earlier
  * attempt finished), records every step on the job row, and settles the row. A retryable failure
  * with attempts left requeues; anything else runs the undos in reverse and fails the job.
+ *
+ * Ordering: a job with a group key (an environment id) starts only when every earlier job of its
+ * group (lower `seq`) has finished. Until then it is handed back to pg-boss, without using an
+ * attempt, and woken when the job ahead of it finishes. pg-boss's `groupConcurrency: 1` alone is
+ * not enough: it is per queue (job type), and while an earlier job waits for its retry a later
+ * one would be free to start.
  */
 export class JobRunner {
   readonly #db: Db;
@@ -24,6 +36,7 @@ export class JobRunner {
   readonly #logger: Logger;
   readonly #concurrency: number;
   readonly #commands: CommandService;
+  readonly #settings: JobSettings;
   readonly #running = new Map<string, AbortController>();
   #cancelTimer: NodeJS.Timeout | undefined;
 
@@ -34,6 +47,7 @@ export class JobRunner {
     logger: Logger;
     concurrency: number;
     commands: CommandService;
+    settings: JobSettings;
   }) {
     this.#db = deps.db;
     this.#boss = deps.boss;
@@ -41,6 +55,7 @@ export class JobRunner {
     this.#logger = deps.logger;
     this.#concurrency = deps.concurrency;
     this.#commands = deps.commands;
+    this.#settings = deps.settings;
   }
 
   async start(): Promise<void> {
@@ -80,9 +95,12 @@ export class JobRunner {
     const row = await q.findJob(this.#db, jobId);
     if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
     if (row.cancel_requested_at) {
+      await this.#settleRecords(definition, row, { code: 'job_cancelled', message: 'the job was cancelled' });
       await q.finishJob(this.#db, jobId, cancelledOutcome(row.steps));
+      await this.#wakeGroup(row.group_key);
       return;
     }
+    if (row.group_key && row.attempt === 0 && (await this.#waitsForEarlierJob(definition, job, row))) return;
 
     const attempt = job.retryCount + 1;
     const steps: JobStep[] = definition.steps.map((step, i) => {
@@ -107,6 +125,7 @@ export class JobRunner {
       state: { ...row.state },
       log: (message) => log.info(message),
       commands: this.#commands,
+      settings: this.#settings,
     };
 
     try {
@@ -127,6 +146,7 @@ export class JobRunner {
       }
       const output = definition.output ? definition.output(ctx.state) : null;
       await q.finishJob(this.#db, jobId, { status: 'succeeded', steps, output });
+      await this.#wakeGroup(row.group_key);
       log.info('job succeeded');
     } catch (error) {
       await this.#handleFailure(definition, row, ctx, steps, error, job.signal.aborted);
@@ -147,7 +167,9 @@ export class JobRunner {
     const log = this.#logger.child({ job_id: row.id, job_type: definition.type, attempt: ctx.attempt });
     if (error instanceof JobCancelled) {
       await this.#undo(definition, ctx, steps);
+      await this.#settleRecords(definition, row, { code: 'job_cancelled', message: 'the job was cancelled' });
       await q.finishJob(this.#db, row.id, cancelledOutcome(steps));
+      await this.#wakeGroup(row.group_key);
       log.info('job cancelled');
       return;
     }
@@ -171,7 +193,9 @@ export class JobRunner {
       throw error;
     }
     await this.#undo(definition, ctx, steps);
+    await this.#settleRecords(definition, row, { code, message });
     await q.finishJob(this.#db, row.id, { status: 'failed', steps, errorCode: code, errorMessage: message });
+    await this.#wakeGroup(row.group_key);
     log.warn({ err: error, error_code: code }, 'job failed');
   }
 
@@ -189,18 +213,87 @@ export class JobRunner {
     }
   }
 
+  /**
+   * The ordering rule. A job that has never started (attempt 0) while an earlier job of its group
+   * has not finished is handed back: in one transaction a new pg-boss job carries it, due in
+   * GROUP_WAIT_SECONDS, and the one that brought it here is completed. No attempt is used and no
+   * retry delay applies. When the earlier job finishes it wakes this one at once
+   * (wakeNextOfGroup); the delay is only the floor if that wake-up is lost. A job that has started
+   * once never waits again: every earlier job had finished by then, and finished is final.
+   */
+  async #waitsForEarlierJob(
+    definition: JobDefinition,
+    job: Job<QueuedJobData>,
+    row: JobRow,
+  ): Promise<boolean> {
+    const groupKey = row.group_key as string;
+    const earlier = await q.earlierUnfinishedJobOfGroup(this.#db, groupKey, row.seq);
+    if (!earlier) return false;
+    const queue = queueNameFor(definition.type);
+    const carrierId = randomUUID();
+    await this.#db.transaction().execute(async (trx) => {
+      const db = fromKysely(trx);
+      await this.#boss.send(queue, { jobId: row.id } satisfies QueuedJobData, {
+        db,
+        id: carrierId,
+        startAfter: GROUP_WAIT_SECONDS,
+        group: { id: groupKey },
+      });
+      await this.#boss.complete(queue, { id: job.id, retryCount: job.retryCount }, null, { db });
+      await q.setJobCarrier(trx, row.id, carrierId);
+    });
+    this.#logger.debug(
+      { job_id: row.id, job_type: definition.type, waits_for: earlier.id },
+      'job waits for an earlier job of its group',
+    );
+    // The earlier job may have finished (and found the old carrier active) while this one was
+    // being handed back: look once more, now that the new carrier is visible to its wake-up.
+    if (!(await q.earlierUnfinishedJobOfGroup(this.#db, groupKey, row.seq))) await this.#wakeGroup(groupKey);
+    return true;
+  }
+
+  /** Wakes the next waiting job of the group; a failure only delays it to its own re-check. */
+  async #wakeGroup(groupKey: string | null): Promise<void> {
+    try {
+      await wakeNextOfGroup(this.#db, this.#boss, groupKey);
+    } catch (error) {
+      this.#logger.warn({ err: error, group_key: groupKey }, 'could not wake the next job of the group');
+    }
+  }
+
+  /** Runs the job type's `onFailure` (records back to a failed state); a failure of it is logged. */
+  async #settleRecords(
+    definition: JobDefinition,
+    row: JobRow,
+    error: { code: ErrorCode; message: string },
+  ): Promise<void> {
+    if (!definition.onFailure) return;
+    try {
+      await definition.onFailure(
+        { jobId: row.id, payload: definition.payload.parse(row.payload), db: this.#db },
+        error,
+      );
+    } catch (failure) {
+      this.#logger.error({ err: failure, job_id: row.id, job_type: definition.type }, 'onFailure failed');
+    }
+  }
+
   /** A job pg-boss gave up on (worker died or expired on its last attempt). */
   async #settleDeadLetter(jobId: string): Promise<void> {
     const row = await q.findJob(this.#db, jobId);
     if (!row || (row.status !== 'queued' && row.status !== 'running')) return;
+    const message = `the worker running this job stopped responding on attempt ${row.attempt} of ${row.max_attempts}`;
+    const definition = this.#catalogue.all().find((d) => d.type === row.type);
+    if (definition) await this.#settleRecords(definition, row, { code: 'worker_lost', message });
     await q.finishJob(this.#db, jobId, {
       status: 'failed',
       steps: row.steps.map((step) =>
         step.status === 'running' ? { ...step, status: 'failed', finished_at: now() } : step,
       ),
       errorCode: 'worker_lost',
-      errorMessage: `the worker running this job stopped responding on attempt ${row.attempt} of ${row.max_attempts}`,
+      errorMessage: message,
     });
+    await this.#wakeGroup(row.group_key);
     this.#logger.error({ job_id: jobId }, 'job failed: worker lost');
   }
 

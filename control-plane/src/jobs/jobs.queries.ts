@@ -151,3 +151,37 @@ export function progressOfOpenCommands(db: Db, jobId: string) {
     .orderBy('seq', 'desc')
     .execute();
 }
+
+/** Serialises enqueues of one job group until the transaction ends (a transaction-level advisory lock). */
+export async function lockJobGroup(db: Db, groupKey: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`wpcp-job-group:${groupKey}`}, 0))`.execute(db);
+}
+
+/** The earliest job of the group that has not finished (the one that may run next, or runs). */
+export function firstUnfinishedJobOfGroup(db: Db, groupKey: string) {
+  return db
+    .selectFrom('jobs')
+    .select(['id', 'type', 'status', 'attempt', 'carrier_id'])
+    .where('group_key', '=', groupKey)
+    .where('status', 'in', ['queued', 'running'])
+    .orderBy('seq', 'asc')
+    .limit(1)
+    .executeTakeFirst();
+}
+
+export function setJobCarrier(db: Db, id: string, carrierId: string) {
+  return db.updateTable('jobs').set({ carrier_id: carrierId }).where('id', '=', id).execute();
+}
+
+/** The earliest job of the group, older than `seq`, that has not finished (queued or running). */
+export function earlierUnfinishedJobOfGroup(db: Db, groupKey: string, seq: string) {
+  return db
+    .selectFrom('jobs')
+    .select(['id', 'type', 'status'])
+    .where('group_key', '=', groupKey)
+    .where('seq', '<', seq)
+    .where('status', 'in', ['queued', 'running'])
+    .orderBy('seq', 'asc')
+    .limit(1)
+    .executeTakeFirst();
+}

@@ -4,16 +4,19 @@ import type { PgBoss } from 'pg-boss';
 import type { Db } from '../database/database.ts';
 import type { JobRow } from '../database/schema.ts';
 import { decodeCursor, page } from '../http/pagination.ts';
-import { queueNameFor } from './job-queue.ts';
+import type { JobCatalogue } from './job-definition.ts';
+import { queueNameFor, wakeNextOfGroup } from './job-queue.ts';
 import * as q from './jobs.queries.ts';
 
 export class JobsService {
   readonly #db: Db;
   readonly #boss: PgBoss;
+  readonly #catalogue: JobCatalogue | undefined;
 
-  constructor(db: Db, boss: PgBoss) {
+  constructor(db: Db, boss: PgBoss, catalogue?: JobCatalogue) {
     this.#db = db;
     this.#boss = boss;
+    this.#catalogue = catalogue;
   }
 
   async list(query: JobListQuery) {
@@ -72,10 +75,21 @@ export class JobsService {
           errorCode: 'job_cancelled',
           errorMessage: 'the job was cancelled before it started',
         });
-        if (done) await this.#boss.cancel(queueNameFor(row.type), id);
+        if (done) {
+          await this.#boss.cancel(queueNameFor(row.type), row.carrier_id ?? id);
+          // Records the job was to change go to their failed state with the job, in one transaction.
+          const definition = this.#catalogue?.all().find((d) => d.type === row.type);
+          await definition?.onFailure?.(
+            { jobId: id, payload: definition.payload.parse(row.payload), db: trx },
+            { code: 'job_cancelled', message: 'the job was cancelled before it started' },
+          );
+        }
         return done;
       });
-      if (cancelled) return this.get(id);
+      if (cancelled) {
+        await wakeNextOfGroup(this.#db, this.#boss, row.group_key).catch(() => {});
+        return this.get(id);
+      }
     } else if (row.status === 'running' && (await q.requestJobCancel(this.#db, id))) {
       return this.get(id);
     }

@@ -40,6 +40,9 @@ function selectNodes(db: Db, offlineAfterMs: number) {
       'nodes.stats',
       'nodes.certificate_not_after',
       'nodes.disabled_at',
+      'nodes.base_domain',
+      'nodes.public_scheme',
+      'nodes.public_port',
       'nodes.created_at',
       derivedStatus(eb, offlineAfterMs).as('status'),
       eb
@@ -92,7 +95,17 @@ export function listNodes(
   return query.execute();
 }
 
-export function insertNode(db: Db, node: { name: string; tokenHash: Buffer; tokenExpiresAt: Date }) {
+export function insertNode(
+  db: Db,
+  node: {
+    name: string;
+    tokenHash: Buffer;
+    tokenExpiresAt: Date;
+    baseDomain: string;
+    publicScheme: 'http' | 'https';
+    publicPort: number | null;
+  },
+) {
   return db
     .insertInto('nodes')
     .values({
@@ -100,6 +113,9 @@ export function insertNode(db: Db, node: { name: string; tokenHash: Buffer; toke
       status: 'pending',
       join_token_hash: node.tokenHash,
       join_token_expires_at: node.tokenExpiresAt,
+      base_domain: node.baseDomain,
+      public_scheme: node.publicScheme,
+      public_port: node.publicPort,
     })
     .returning(['id', 'name', 'join_token_expires_at'])
     .executeTakeFirstOrThrow();

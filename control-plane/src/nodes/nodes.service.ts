@@ -14,6 +14,8 @@ import * as q from './nodes.queries.ts';
 export interface NodesSettings {
   joinTokenTtlSeconds: number;
   offlineAfterMs: number;
+  /** Defaults for what a new node's sites are reached under (config WPCP_NODE_*). */
+  siteDefaults: { baseDomain?: string; publicScheme: 'http' | 'https'; publicPort?: number };
 }
 
 /** Nodes are control-plane records: these answer synchronously. Anything that runs on a node is a job. */
@@ -37,10 +39,14 @@ export class NodesService {
     const token = newJoinToken(this.#ca.pin);
     const expiresAt = new Date(Date.now() + this.#settings.joinTokenTtlSeconds * 1000);
     try {
+      const defaults = this.#settings.siteDefaults;
       const row = await q.insertNode(this.#db, {
         name: request.name,
         tokenHash: hashJoinToken(token),
         tokenExpiresAt: expiresAt,
+        baseDomain: request.base_domain ?? defaults.baseDomain ?? `${request.name}.wpcp.localhost`,
+        publicScheme: request.public_scheme ?? defaults.publicScheme,
+        publicPort: request.public_port ?? defaults.publicPort ?? null,
       });
       this.#logger.info({ node_id: row.id, node_name: row.name }, 'node created');
       return {
@@ -146,6 +152,9 @@ export function toApiNode(row: q.NodeView): Node {
     running_commands: Number(row.running_commands ?? 0),
     certificate_expires_at: row.certificate_not_after?.toISOString() ?? null,
     disabled_at: row.disabled_at?.toISOString() ?? null,
+    base_domain: row.base_domain,
+    public_scheme: row.public_scheme,
+    public_port: row.public_port,
     created_at: row.created_at.toISOString(),
   };
 }

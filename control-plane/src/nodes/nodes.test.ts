@@ -66,8 +66,40 @@ describe('nodes API', () => {
       running_commands: 0,
       certificate_expires_at: null,
       disabled_at: null,
+      base_domain: 'web-2.wpcp.localhost',
+      public_scheme: 'http',
+      public_port: null,
       created_at: expect.any(String),
     });
+  });
+
+  it('takes how its sites are reached: a base domain (normalised), scheme and port', async () => {
+    const created = await request('POST', '/api/nodes', {
+      name: 'web-reach',
+      base_domain: 'Sites.Bücher.Example.',
+      public_scheme: 'https',
+      public_port: 8443,
+    });
+    expect(created.statusCode).toBe(201);
+    expect((await request('GET', `/api/nodes/${created.json().id}`)).json()).toMatchObject({
+      base_domain: 'sites.xn--bcher-kva.example',
+      public_scheme: 'https',
+      public_port: 8443,
+    });
+    const local = await request('POST', '/api/nodes', { name: 'web-local', base_domain: 'localhost' });
+    expect((await request('GET', `/api/nodes/${local.json().id}`)).json().base_domain).toBe('localhost');
+    for (const bad of [
+      { base_domain: '*.example.com' },
+      { base_domain: 'a.com; include /etc/passwd' },
+      { base_domain: '$host' },
+      { public_scheme: 'ftp' },
+      { public_port: 0 },
+      { public_port: 70000 },
+    ]) {
+      const res = await request('POST', '/api/nodes', { name: 'web-bad', ...bad });
+      expect(res.statusCode, JSON.stringify(bad)).toBe(400);
+      expect(res.json().code).toBe('validation_failed');
+    }
   });
 
   it('refuses names that are not DNS labels, and unknown fields', async () => {

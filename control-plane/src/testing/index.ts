@@ -15,4 +15,5 @@ export {
 } from './test-control-plane.ts';
 export { createTestDatabase } from './test-database.ts';
 export { journal, nodeCommandJob, scriptedCatalogue, scriptedJob } from './test-jobs.ts';
+export { type RecordedCommand, startTestNode, type TestNode, WORDPRESS_VERSION } from './test-node.ts';
 export { waitFor } from './wait-for.ts';

@@ -372,28 +372,33 @@ export class CommandExecutor {
       .submit({
         id,
         environmentKey: command.environmentKey,
+        // The result is journaled before the slot is released: the next command of the same
+        // environment starts only once this one's outcome is durable.
         run: async () => {
           active.state = 'running';
-          if (active.controller.signal.aborted) return undefined;
-          return prepared.run(this.#context(active, log));
+          let outcome: HandlerOutcome | undefined;
+          try {
+            if (!active.controller.signal.aborted) outcome = await prepared.run(this.#context(active, log));
+          } catch (err) {
+            log.error({ err }, 'command handler threw');
+            await finish({
+              commandId: id,
+              status: 'failed',
+              errorCode: AGENT_ERROR_CODES.commandFailed,
+              errorMessage: err instanceof Error ? err.message : String(err),
+              finishedAt: now(),
+            });
+            return;
+          }
+          await finish(this.#resultOf(active, outcome, now()));
         },
       })
-      .then(
-        (outcome) => finish(this.#resultOf(active, outcome, now())),
-        (err: unknown) => {
-          if (err instanceof QueuedCommandRemovedError) {
-            return finish(abortedResult(id, active.abortReason ?? 'cancel', now()));
-          }
-          log.error({ err }, 'command handler threw');
-          return finish({
-            commandId: id,
-            status: 'failed',
-            errorCode: AGENT_ERROR_CODES.commandFailed,
-            errorMessage: err instanceof Error ? err.message : String(err),
-            finishedAt: now(),
-          });
-        },
-      )
+      .catch((err: unknown) => {
+        if (err instanceof QueuedCommandRemovedError) {
+          return finish(abortedResult(id, active.abortReason ?? 'cancel', now()));
+        }
+        log.error({ err }, 'cannot record the command result');
+      })
       .catch((err: unknown) => log.error({ err }, 'cannot record the command result'));
   }
 
@@ -415,6 +420,15 @@ export class CommandExecutor {
         status: 'failed',
         errorCode: AGENT_ERROR_CODES.commandFailed,
         errorMessage: 'no outcome',
+        finishedAt,
+      };
+    }
+    if (outcome.status === 'rejected') {
+      return {
+        commandId: id,
+        status: 'rejected',
+        errorCode: outcome.errorCode,
+        errorMessage: outcome.errorMessage,
         finishedAt,
       };
     }
@@ -536,12 +550,12 @@ export class CommandExecutor {
       redact: (secret: string) => {
         if (secret.length > 0) secrets.push(secret);
       },
-      exec: (options) => {
+      exec: ({ signal, logOutput = true, ...options }) => {
         log.debug({ file: options.file, argc: options.args.length }, 'running a process');
         return runProcess({
           ...options,
-          signal: active.controller.signal,
-          onLine: (stream, line) => context.log(stream, line),
+          signal: signal ? AbortSignal.any([active.controller.signal, signal]) : active.controller.signal,
+          ...(logOutput ? { onLine: (stream, line) => context.log(stream, line) } : {}),
         });
       },
     };

@@ -38,12 +38,24 @@ export interface CommandContext {
    * Run a process through the sandbox (exec/run.ts) with the command's cancellation and with its
    * output lines forwarded to log(). The only way a handler may start a process.
    */
-  exec(options: Omit<RunOptions, 'signal' | 'onLine'>): Promise<RunResult>;
+  exec(options: ExecOptions): Promise<RunResult>;
 }
+
+export type ExecOptions = Omit<RunOptions, 'signal' | 'onLine'> & {
+  /** Stops the process too (besides the command's own cancellation), e.g. the other end of a pipe. */
+  signal?: AbortSignal;
+  /**
+   * Forward the output lines to log() (default true). False for a process whose output may hold a
+   * secret the handler cannot register beforehand: the handler then reports what it needs itself.
+   */
+  logOutput?: boolean;
+};
 
 export type HandlerOutcome =
   | { status: 'succeeded'; output?: unknown }
-  | { status: 'failed'; errorCode: string; errorMessage: string; output?: unknown };
+  | { status: 'failed'; errorCode: string; errorMessage: string; output?: unknown }
+  /** The payload was refused before anything was done (invalid input): REJECTED. */
+  | { status: 'rejected'; errorCode: string; errorMessage: string };
 
 export type CommandHandler<Payload> = (payload: Payload, context: CommandContext) => Promise<HandlerOutcome>;
 

@@ -95,7 +95,14 @@ describe('session: hello, welcome, heartbeats, reconnect', () => {
     const first = s0.received[0]?.message;
     expect(first?.$case).toBe('hello');
     const hello = s0.of('hello')[0];
-    expect(hello?.capabilities).toEqual(['noop', 'ping']);
+    expect(hello?.capabilities).toEqual([
+      'clone_environment',
+      'configure_nginx',
+      'environment_step',
+      'noop',
+      'ping',
+      'set_site_url',
+    ]);
     expect(hello?.agentVersion).toMatch(/^\d+\.\d+\.\d+/);
     expect(hello?.unacknowledgedResults).toEqual([]);
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExecError, MINIMAL_PATH, runProcess } from './run.ts';
 
@@ -66,6 +67,40 @@ describe('runProcess', () => {
   it('feeds stdin and closes it', async () => {
     const result = await runProcess({ ...base, file: 'cat', args: [], stdin: 'hello\nworld' });
     expect(result.stdout).toBe('hello\nworld');
+  });
+
+  it('pipes one process into another through streams, like a shell pipe without a shell', async () => {
+    const pipe = new PassThrough();
+    const [producer, consumer] = await Promise.all([
+      runProcess({ ...base, file: 'seq', args: ['1', '200000'], stdoutTo: pipe }),
+      runProcess({ ...base, file: 'wc', args: ['-l'], stdin: pipe }),
+    ]);
+    expect(producer).toMatchObject({ exitCode: 0, stdout: '' });
+    expect(consumer).toMatchObject({ exitCode: 0, stdout: '200000\n' });
+  });
+
+  it('ends the piped stream when the producer fails, and survives a consumer that stops reading', async () => {
+    const pipe = new PassThrough();
+    const [producer, consumer] = await Promise.all([
+      runProcess({ ...base, file: 'sh', args: ['-c', 'echo partial; exit 3'], stdoutTo: pipe }),
+      runProcess({ ...base, file: 'cat', args: [], stdin: pipe }),
+    ]);
+    expect(producer.exitCode).toBe(3);
+    expect(consumer).toMatchObject({ exitCode: 0, stdout: 'partial\n' });
+
+    const early = new PassThrough();
+    const controller = new AbortController();
+    const writer = runProcess({
+      ...base,
+      file: 'seq',
+      args: ['1', '100000000'],
+      stdoutTo: early,
+      signal: controller.signal,
+    });
+    const reader = await runProcess({ ...base, file: 'head', args: ['-n', '1'], stdin: early });
+    expect(reader).toMatchObject({ exitCode: 0, stdout: '1\n' });
+    controller.abort();
+    expect((await writer).cancelled).toBe(true);
   });
 
   it('gives the child /dev/null as stdin when none is provided', async () => {

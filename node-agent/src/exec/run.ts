@@ -11,6 +11,7 @@
 //   exits, anything it left behind in its group is killed too, so no orphans survive a command.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { Readable, type Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 
 export const MINIMAL_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -35,8 +36,18 @@ export interface RunOptions {
   cwd?: string;
   /** The child's whole environment besides PATH and LANG (which it may override). */
   env?: Readonly<Record<string, string>>;
-  /** Written to the child's stdin, which is then closed. Without it stdin is /dev/null. */
-  stdin?: string | Uint8Array;
+  /**
+   * Written to the child's stdin, which is then closed. Without it stdin is /dev/null. A Readable
+   * is piped in (e.g. another process's output through `stdoutTo`, the way a shell's `|` would);
+   * if the child stops reading, the piping stops and the error is ignored.
+   */
+  stdin?: string | Uint8Array | Readable;
+  /**
+   * Instead of being captured, the child's stdout is piped into this stream, which is ended when
+   * the child's stdout closes (also when the child failed: check the result before trusting what
+   * the stream received). `stdout` in the result is then empty and no stdout lines are reported.
+   */
+  stdoutTo?: Writable;
   timeoutMs: number;
   /** Cap per stream; bytes past it are dropped and `truncated` is reported. */
   maxOutputBytes: number;
@@ -132,9 +143,13 @@ function validate(options: RunOptions): void {
   if (
     options.stdin !== undefined &&
     typeof options.stdin !== 'string' &&
-    !(options.stdin instanceof Uint8Array)
+    !(options.stdin instanceof Uint8Array) &&
+    !(options.stdin instanceof Readable)
   ) {
-    throw invalid('stdin must be a string or a Uint8Array');
+    throw invalid('stdin must be a string, a Uint8Array or a Readable');
+  }
+  if (options.stdoutTo !== undefined && typeof options.stdoutTo.write !== 'function') {
+    throw invalid('stdoutTo must be a Writable');
   }
   if (!isNonNegativeInt(options.timeoutMs, MAX_TIMER_MS) || options.timeoutMs === 0) {
     throw invalid(`timeoutMs must be an integer between 1 and ${MAX_TIMER_MS}`);
@@ -281,6 +296,8 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
       // If a descendant escaped the group and still holds a pipe, stop reading from it.
       child.stdout?.destroy();
       child.stderr?.destroy();
+      // A destroyed stdout never ends the stream it was piped to: end it, so its reader sees EOF.
+      if (options.stdoutTo && !options.stdoutTo.writableEnded) options.stdoutTo.end();
       resolve({
         exitCode,
         signal: exitSignal,
@@ -337,7 +354,8 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
       finish();
     });
 
-    child.stdout?.on('data', (chunk: Buffer) => stdoutCapture.push(chunk));
+    if (options.stdoutTo) child.stdout?.pipe(options.stdoutTo);
+    else child.stdout?.on('data', (chunk: Buffer) => stdoutCapture.push(chunk));
     child.stderr?.on('data', (chunk: Buffer) => stderrCapture.push(chunk));
 
     if (child.pid === undefined) return; // spawn failed; 'error' follows.
@@ -345,7 +363,15 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
     if (child.stdin) {
       // The child may exit without reading its input (EPIPE): that is its business, not ours.
       child.stdin.on('error', () => {});
-      child.stdin.end(options.stdin);
+      const input = options.stdin;
+      if (input instanceof Readable) {
+        const stdin = child.stdin;
+        input.on('error', () => stdin.destroy());
+        stdin.on('error', () => input.unpipe(stdin));
+        input.pipe(stdin);
+      } else {
+        child.stdin.end(input);
+      }
     }
 
     timeoutTimer = setTimeout(() => {

@@ -71,19 +71,34 @@ export async function readIfExists(file: string): Promise<string | null> {
   }
 }
 
-/** Writes `content` to `file` atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomically(file: string, content: string, mode = 0o644): Promise<void> {
+/**
+ * Writes `content` to `file` atomically: temp file in the same directory (created exclusively, so
+ * never through a planted symlink), owner and mode set on it, fsync, rename. Readers see the old
+ * file or the new one, with its final owner and mode from the first moment.
+ */
+export async function writeFileAtomically(
+  file: string,
+  content: string,
+  mode = 0o644,
+  owner?: { uid: number; gid: number },
+): Promise<void> {
   const temp = path.join(
     path.dirname(file),
     `.${path.basename(file)}.wpcp-tmp-${randomBytes(6).toString('hex')}`,
   );
   const handle = await open(temp, 'wx', mode);
   try {
-    await handle.writeFile(content, 'utf8');
-    await handle.chmod(mode); // open()'s mode is filtered by the umask.
-    await handle.sync();
-  } finally {
-    await handle.close();
+    try {
+      await handle.writeFile(content, 'utf8');
+      if (owner) await handle.chown(owner.uid, owner.gid);
+      await handle.chmod(mode); // open()'s mode is filtered by the umask.
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
   }
   try {
     await rename(temp, file);

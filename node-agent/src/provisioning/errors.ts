@@ -9,6 +9,18 @@ export const PROVISIONING_ERROR_CODES = [
   'database_user_exists',
   'config_check_failed',
   'config_reload_failed',
+  /** WP-CLI exited non-zero (its `Error:` line is the message). */
+  'wp_cli_error',
+  /** A step ran before the one it depends on (e.g. WRITE_WP_CONFIG before CREATE_DATABASE). */
+  'step_prerequisite_missing',
+  /** A file or directory the agent would write is there and is not the agent's. */
+  'path_conflict',
+  /** WordPress core could not be installed from the configured source. */
+  'core_install_failed',
+  /** The PHP-FPM pool's socket did not come up after the reload. */
+  'php_fpm_pool_not_ready',
+  /** Copying an environment's files or database failed. */
+  'clone_failed',
 ] as const;
 export type ProvisioningErrorCode = (typeof PROVISIONING_ERROR_CODES)[number];
 

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   createSql,
   dropSql,
+  dropTablesSql,
+  ensureSql,
   generateDatabasePassword,
   grantDatabasePattern,
   quoteIdentifier,
@@ -60,5 +62,38 @@ describe('statements', () => {
     const password = generateDatabasePassword();
     expect(password).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(generateDatabasePassword()).not.toBe(password);
+  });
+});
+
+describe('ensureSql and dropTablesSql', () => {
+  it('completes an account the agent holds the password of, without failing on what exists', () => {
+    expect(ensureSql({ database: 'wp_abc', user: 'wp_abc' }, "p'w")).toBe(
+      [
+        'CREATE DATABASE IF NOT EXISTS `wp_abc` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;',
+        "CREATE USER IF NOT EXISTS 'wp_abc'@'localhost' IDENTIFIED BY 'p\\'w';",
+        "ALTER USER 'wp_abc'@'localhost' IDENTIFIED BY 'p\\'w';",
+        "GRANT ALL PRIVILEGES ON `wp\\_abc`.* TO 'wp_abc'@'localhost';",
+        '',
+      ].join('\n'),
+    );
+    expect(() => ensureSql({ database: 'mysql`; x', user: 'wp_abc' }, 'x')).toThrow();
+  });
+
+  it('drops views and tables of one database, qualified and quoted', () => {
+    expect(
+      dropTablesSql('wp_abc', [
+        { name: 'wp_options', view: false },
+        { name: 'odd`name', view: false },
+        { name: 'v_report', view: true },
+      ]),
+    ).toBe(
+      [
+        'SET FOREIGN_KEY_CHECKS = 0;',
+        'DROP VIEW IF EXISTS `wp_abc`.`v_report`;',
+        'DROP TABLE IF EXISTS `wp_abc`.`wp_options`, `wp_abc`.`odd``name`;',
+        '',
+      ].join('\n'),
+    );
+    expect(() => dropTablesSql('a b', [])).toThrow();
   });
 });

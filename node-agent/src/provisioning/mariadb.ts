@@ -187,3 +187,87 @@ export async function dropDatabaseAndUser(client: MysqlClient, spec: DatabaseAcc
     if (left.database || left.user) throw err;
   }
 }
+
+/**
+ * Creates whatever is missing of the database, the user (with this password) and its grant, and
+ * sets the password again: for an account the agent made itself and holds the password of (a
+ * retried CREATE_DATABASE, or one that crashed half-way). Never used to adopt a stranger's database.
+ */
+export function ensureSql(spec: DatabaseAccount, password: string): string {
+  const { database, user, host } = validate(spec);
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(database)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;`,
+    `CREATE USER IF NOT EXISTS ${account(user, host)} IDENTIFIED BY ${quoteString(password)};`,
+    `ALTER USER ${account(user, host)} IDENTIFIED BY ${quoteString(password)};`,
+    `GRANT ALL PRIVILEGES ON ${grantDatabasePattern(database)}.* TO ${account(user, host)};`,
+    '',
+  ].join('\n');
+}
+
+export async function ensureDatabaseAndUser(
+  client: MysqlClient,
+  spec: DatabaseAccount,
+  password: string,
+): Promise<void> {
+  if (password.length < 16) throw invalidArgument('database password must be at least 16 characters');
+  try {
+    await runSql(client, ensureSql(spec, password));
+  } catch (err) {
+    if (err instanceof ProvisioningError) {
+      throw new ProvisioningError(err.code, err.message.split(password).join('[redacted]'));
+    }
+    throw err;
+  }
+}
+
+export function listTablesSql(database: string): string {
+  if (!NAME.test(database)) throw invalidArgument('database name must be 1-32 letters, digits or _');
+  return `SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${quoteString(database)} ORDER BY TABLE_NAME;\n`;
+}
+
+export interface TableEntry {
+  name: string;
+  view: boolean;
+}
+
+/** The tables and views of a database; empty when it does not exist. */
+export async function listTables(client: MysqlClient, database: string): Promise<TableEntry[]> {
+  const rows = await runSql(client, listTablesSql(database));
+  return rows
+    .split('\n')
+    .filter((row) => row.length > 0)
+    .map((row) => {
+      const [name = '', type = ''] = row.split('\t');
+      return { name, view: type === 'VIEW' };
+    });
+}
+
+export function dropTablesSql(database: string, tables: readonly TableEntry[]): string {
+  if (!NAME.test(database)) throw invalidArgument('database name must be 1-32 letters, digits or _');
+  const qualified = (entry: TableEntry) => `${quoteIdentifier(database)}.${quoteIdentifier(entry.name)}`;
+  const views = tables.filter((entry) => entry.view).map(qualified);
+  const bases = tables.filter((entry) => !entry.view).map(qualified);
+  return [
+    'SET FOREIGN_KEY_CHECKS = 0;',
+    ...(views.length > 0 ? [`DROP VIEW IF EXISTS ${views.join(', ')};`] : []),
+    ...(bases.length > 0 ? [`DROP TABLE IF EXISTS ${bases.join(', ')};`] : []),
+    '',
+  ].join('\n');
+}
+
+/** Empties a database (drops every table and view in it); the database and its user stay. */
+export async function dropAllTables(client: MysqlClient, database: string): Promise<number> {
+  const tables = await listTables(client, database);
+  if (tables.length > 0) await runSql(client, dropTablesSql(database, tables));
+  const left = await listTables(client, database);
+  if (left.length > 0) {
+    throw new ProvisioningError(
+      'command_failed',
+      `could not drop ${left.length} table(s) of ${database}: ${left
+        .slice(0, 5)
+        .map((entry) => entry.name)
+        .join(', ')}`,
+    );
+  }
+  return tables.length;
+}

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from '@wpcp/shared/agent-protocol';
 import pino from 'pino';
 import { type CommandHandlers, defaultHandlers } from '../commands/registry.ts';
-import type { AgentConfig } from '../config.ts';
+import { AgentConfig } from '../config.ts';
 import { enroll } from '../enroll/enroll.ts';
 import type { FakeControlPlane } from './fake-control-plane.ts';
 
@@ -34,6 +34,8 @@ export function testConfig(
   overrides: Partial<AgentConfig> = {},
 ): AgentConfig {
   return {
+    // The node-stack settings at their defaults (tests that run no environment command).
+    ...AgentConfig.parse({ server }),
     server,
     stateDir,
     sitesDir: stateDir,
@@ -49,8 +51,11 @@ export function testConfig(
   };
 }
 
-/** The default handlers, counting how many times each command id was executed. */
-export function countingHandlers(): { handlers: CommandHandlers; executions: Map<string, number> } {
+/** Handlers (the default ones unless given), counting how many times each command id was executed. */
+export function countingHandlers(base: CommandHandlers = defaultHandlers): {
+  handlers: CommandHandlers;
+  executions: Map<string, number>;
+} {
   const executions = new Map<string, number>();
   const count = (id: string): void => {
     executions.set(id, (executions.get(id) ?? 0) + 1);
@@ -60,11 +65,27 @@ export function countingHandlers(): { handlers: CommandHandlers; executions: Map
     handlers: {
       noop: (payload, context) => {
         count(context.commandId);
-        return defaultHandlers.noop(payload, context);
+        return base.noop(payload, context);
       },
       ping: (payload, context) => {
         count(context.commandId);
-        return defaultHandlers.ping(payload, context);
+        return base.ping(payload, context);
+      },
+      environmentStep: (payload, context) => {
+        count(context.commandId);
+        return base.environmentStep(payload, context);
+      },
+      configureNginx: (payload, context) => {
+        count(context.commandId);
+        return base.configureNginx(payload, context);
+      },
+      setSiteUrl: (payload, context) => {
+        count(context.commandId);
+        return base.setSiteUrl(payload, context);
+      },
+      cloneEnvironment: (payload, context) => {
+        count(context.commandId);
+        return base.cloneEnvironment(payload, context);
       },
     },
   };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NodeName, Uuid } from '../validation/index.ts';
+import { BaseDomain, NodeName, Uuid } from '../validation/index.ts';
 import { ListQuery } from './pagination.ts';
 
 /**
@@ -9,6 +9,10 @@ import { ListQuery } from './pagination.ts';
  */
 export const NodeStatus = z.enum(['pending', 'active', 'offline', 'disabled']);
 export type NodeStatus = z.infer<typeof NodeStatus>;
+
+/** The scheme of the URLs of a node's sites. */
+export const PublicScheme = z.enum(['http', 'https']);
+export type PublicScheme = z.infer<typeof PublicScheme>;
 
 /** The latest heartbeat's figures, as the node reported them. */
 export const NodeStats = z
@@ -39,12 +43,26 @@ export const Node = z
     /** When the node's client certificate expires (the agent renews it at two-thirds of its life). */
     certificate_expires_at: z.string().nullable(),
     disabled_at: z.string().nullable(),
+    /** Default hostnames of its environments are `<site>--<env>.<base_domain>`. */
+    base_domain: z.string(),
+    /** How browsers reach its sites: the scheme and port of their URLs (`home`, `siteurl`). */
+    public_scheme: PublicScheme,
+    /** null: the scheme's default port (80 or 443). */
+    public_port: z.number().int().nullable(),
     created_at: z.string(),
   })
   .meta({ id: 'Node' });
 export type Node = z.infer<typeof Node>;
 
-export const CreateNodeRequest = z.strictObject({ name: NodeName });
+export const CreateNodeRequest = z.strictObject({
+  name: NodeName,
+  /** Default: WPCP_NODE_BASE_DOMAIN, or `<name>.wpcp.localhost` when that is unset. */
+  base_domain: BaseDomain.optional(),
+  /** Default: WPCP_NODE_PUBLIC_SCHEME (`http`). */
+  public_scheme: PublicScheme.optional(),
+  /** Default: WPCP_NODE_HTTP_PORT (unset: the scheme's default port). */
+  public_port: z.number().int().min(1).max(65535).optional(),
+});
 export type CreateNodeRequest = z.infer<typeof CreateNodeRequest>;
 
 /**

@@ -119,6 +119,46 @@ export const errorCatalogue = {
     retryable: true,
     meaning: 'Job only: a step failed for a reason that has no more specific code; see `error_message`.',
   },
+  slug_taken: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'The slug is already used: site slugs are unique across the fleet, environment slugs within their site.',
+  },
+  production_exists: {
+    status: 409,
+    retryable: false,
+    meaning: 'The site already has its production environment; a site has exactly one.',
+  },
+  hostname_taken: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'Another domain (of any environment, on any node) already has this hostname; hostnames are unique.',
+  },
+  hostname_reserved: {
+    status: 409,
+    retryable: false,
+    meaning:
+      "The hostname is a node's base domain or under one: those names are reserved for default hostnames (`<site>--<env>.<base domain>`).",
+  },
+  primary_domain: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'The domain is the primary hostname of its environment and cannot be deleted; make another domain primary first.',
+  },
+  default_domain: {
+    status: 409,
+    retryable: false,
+    meaning: "The domain is the environment's permanent default hostname; it cannot be deleted.",
+  },
+  no_active_node: {
+    status: 503,
+    retryable: true,
+    meaning:
+      'Job only: there is no active node to place the environment on (none enrolled, all offline or disabled). The job fails at once; add or enable a node and try again.',
+  },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

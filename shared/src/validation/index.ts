@@ -27,3 +27,6 @@ export const NodeName = z
     /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
     'must be 1 to 63 lowercase letters, digits or hyphens, not starting or ending with a hyphen',
   );
+
+export * from './hostname.ts';
+export * from './names.ts';

@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as foundation from './0001-foundation.ts';
 import * as fleet from './0002-fleet.ts';
+import * as sites from './0003-sites.ts';
 
 /**
  * Every migration, listed explicitly (not scanned from the folder) so the order is reviewed code.
@@ -9,6 +10,7 @@ import * as fleet from './0002-fleet.ts';
 const migrations: Record<string, Migration> = {
   '0001-foundation': foundation,
   '0002-fleet': fleet,
+  '0003-sites': sites,
 };
 
 export const migrationProvider: MigrationProvider = {

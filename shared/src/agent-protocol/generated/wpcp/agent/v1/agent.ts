@@ -200,6 +200,112 @@ export function commandStatusToJSON(object: CommandStatus): string {
   }
 }
 
+/**
+ * Which part of an environment an EnvironmentStep sets up. Each is idempotent: doing a step that
+ * is already done succeeds without changing anything; undoing one that is not done succeeds too.
+ */
+export const EnvironmentStepKind = {
+  /** UNSPECIFIED - Never sent on purpose; the agent answers REJECTED. */
+  UNSPECIFIED: 0,
+  /** CREATE_USER - The Linux user and group. */
+  CREATE_USER: 1,
+  /** CREATE_LAYOUT - The directory layout: releases/, current, shared/, backups/. */
+  CREATE_LAYOUT: 2,
+  /** CREATE_PHP_POOL - A PHP-FPM pool running as the user on its own socket, with the PHP limits; reloads PHP-FPM. */
+  CREATE_PHP_POOL: 3,
+  /** CREATE_DATABASE - The MariaDB database and user, with a password generated on the node and kept there. */
+  CREATE_DATABASE: 4,
+  /**
+   * INSTALL_CORE - WordPress core files into a first release (from the node's configured source), `current`
+   * pointing at it.
+   */
+  INSTALL_CORE: 5,
+  /** WRITE_WP_CONFIG - wp-config.php with fresh salts, the database settings, the Redis prefix, DISABLE_WP_CRON. */
+  WRITE_WP_CONFIG: 6,
+  /** INSTALL_WORDPRESS - `wp core install` with an admin password generated on the node and never sent anywhere. */
+  INSTALL_WORDPRESS: 7,
+  /** INSTALL_CRON - WP-Cron run from the node every minute as the environment's user. */
+  INSTALL_CRON: 8,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type EnvironmentStepKind = typeof EnvironmentStepKind[keyof typeof EnvironmentStepKind];
+
+export namespace EnvironmentStepKind {
+  export type UNSPECIFIED = typeof EnvironmentStepKind.UNSPECIFIED;
+  export type CREATE_USER = typeof EnvironmentStepKind.CREATE_USER;
+  export type CREATE_LAYOUT = typeof EnvironmentStepKind.CREATE_LAYOUT;
+  export type CREATE_PHP_POOL = typeof EnvironmentStepKind.CREATE_PHP_POOL;
+  export type CREATE_DATABASE = typeof EnvironmentStepKind.CREATE_DATABASE;
+  export type INSTALL_CORE = typeof EnvironmentStepKind.INSTALL_CORE;
+  export type WRITE_WP_CONFIG = typeof EnvironmentStepKind.WRITE_WP_CONFIG;
+  export type INSTALL_WORDPRESS = typeof EnvironmentStepKind.INSTALL_WORDPRESS;
+  export type INSTALL_CRON = typeof EnvironmentStepKind.INSTALL_CRON;
+  export type UNRECOGNIZED = typeof EnvironmentStepKind.UNRECOGNIZED;
+}
+
+export function environmentStepKindFromJSON(object: any): EnvironmentStepKind {
+  switch (object) {
+    case 0:
+    case "ENVIRONMENT_STEP_KIND_UNSPECIFIED":
+      return EnvironmentStepKind.UNSPECIFIED;
+    case 1:
+    case "ENVIRONMENT_STEP_KIND_CREATE_USER":
+      return EnvironmentStepKind.CREATE_USER;
+    case 2:
+    case "ENVIRONMENT_STEP_KIND_CREATE_LAYOUT":
+      return EnvironmentStepKind.CREATE_LAYOUT;
+    case 3:
+    case "ENVIRONMENT_STEP_KIND_CREATE_PHP_POOL":
+      return EnvironmentStepKind.CREATE_PHP_POOL;
+    case 4:
+    case "ENVIRONMENT_STEP_KIND_CREATE_DATABASE":
+      return EnvironmentStepKind.CREATE_DATABASE;
+    case 5:
+    case "ENVIRONMENT_STEP_KIND_INSTALL_CORE":
+      return EnvironmentStepKind.INSTALL_CORE;
+    case 6:
+    case "ENVIRONMENT_STEP_KIND_WRITE_WP_CONFIG":
+      return EnvironmentStepKind.WRITE_WP_CONFIG;
+    case 7:
+    case "ENVIRONMENT_STEP_KIND_INSTALL_WORDPRESS":
+      return EnvironmentStepKind.INSTALL_WORDPRESS;
+    case 8:
+    case "ENVIRONMENT_STEP_KIND_INSTALL_CRON":
+      return EnvironmentStepKind.INSTALL_CRON;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EnvironmentStepKind.UNRECOGNIZED;
+  }
+}
+
+export function environmentStepKindToJSON(object: EnvironmentStepKind): string {
+  switch (object) {
+    case EnvironmentStepKind.UNSPECIFIED:
+      return "ENVIRONMENT_STEP_KIND_UNSPECIFIED";
+    case EnvironmentStepKind.CREATE_USER:
+      return "ENVIRONMENT_STEP_KIND_CREATE_USER";
+    case EnvironmentStepKind.CREATE_LAYOUT:
+      return "ENVIRONMENT_STEP_KIND_CREATE_LAYOUT";
+    case EnvironmentStepKind.CREATE_PHP_POOL:
+      return "ENVIRONMENT_STEP_KIND_CREATE_PHP_POOL";
+    case EnvironmentStepKind.CREATE_DATABASE:
+      return "ENVIRONMENT_STEP_KIND_CREATE_DATABASE";
+    case EnvironmentStepKind.INSTALL_CORE:
+      return "ENVIRONMENT_STEP_KIND_INSTALL_CORE";
+    case EnvironmentStepKind.WRITE_WP_CONFIG:
+      return "ENVIRONMENT_STEP_KIND_WRITE_WP_CONFIG";
+    case EnvironmentStepKind.INSTALL_WORDPRESS:
+      return "ENVIRONMENT_STEP_KIND_INSTALL_WORDPRESS";
+    case EnvironmentStepKind.INSTALL_CRON:
+      return "ENVIRONMENT_STEP_KIND_INSTALL_CRON";
+    case EnvironmentStepKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** First contact of a new node. The private key never leaves the node: only its CSR is sent. */
 export interface EnrollRequest {
   /**
@@ -463,7 +569,127 @@ export interface Command {
     | //
     /** Liveness check through the whole command path. */
     { $case: "ping"; value: Ping }
+    | //
+    /** One named step of setting up (or, with `undo`, taking down) a WordPress environment. */
+    { $case: "environmentStep"; value: EnvironmentStep }
+    | //
+    /**
+     * Writes (or removes) an environment's nginx server block: atomic write, `nginx -t`, reload,
+     * rollback on failure.
+     */
+    { $case: "configureNginx"; value: ConfigureNginx }
+    | //
+    /** Sets WordPress's `home` and `siteurl` (after the primary hostname changed). */
+    { $case: "setSiteUrl"; value: SetSiteUrl }
+    | //
+    /**
+     * Copies one environment's files and database into another on the same node, with a
+     * serialization-safe search-replace of its URL.
+     */
+    { $case: "cloneEnvironment"; value: CloneEnvironment }
     | undefined;
+}
+
+/**
+ * The names of one environment on its node. The control plane derives them (and validates them);
+ * the agent validates them again before any of them reaches a path, a config file or a process.
+ */
+export interface EnvironmentSpec {
+  /**
+   * `<site slug>--<environment slug>`: the directory under the node's sites root and the label of
+   * the default hostname.
+   */
+  name: string;
+  /**
+   * Linux user and group the environment runs as; also its PHP-FPM pool's name. At most 32
+   * characters, `[a-z_][a-z0-9_-]*`.
+   */
+  systemUser: string;
+  /** MariaDB database of the environment. */
+  databaseName: string;
+  /** MariaDB user of the environment, with privileges on that database only. */
+  databaseUser: string;
+  /**
+   * The literal `WP_REDIS_PREFIX` of this environment (ends with a separator), so no environment
+   * reads or flushes another's keys.
+   */
+  redisPrefix: string;
+}
+
+/**
+ * One named step of an environment's provisioning (or its undo). The result's `output_json`
+ * describes what was done, e.g. {"wordpress_version": "6.1.9"} for INSTALL_CORE.
+ */
+export interface EnvironmentStep {
+  /** The environment the step is for. */
+  environment:
+    | EnvironmentSpec
+    | undefined;
+  /** Which step. */
+  kind: EnvironmentStepKind;
+  /** Take the step back instead of doing it (used when a later step of the job failed). */
+  undo: boolean;
+  /** INSTALL_WORDPRESS: the site's URL (`https://` or `http://` + primary hostname). */
+  siteUrl: string;
+  /** INSTALL_WORDPRESS: the site's title. */
+  siteTitle: string;
+  /** INSTALL_WORDPRESS: the login name of the first administrator. */
+  adminUser: string;
+  /** INSTALL_WORDPRESS: the email address of the first administrator. */
+  adminEmail: string;
+  /**
+   * CREATE_LAYOUT with `undo` (deleting the environment): also remove `backups/`. Without it the
+   * environment's backups are kept on the node when everything else is removed.
+   */
+  purgeBackups: boolean;
+}
+
+/**
+ * Writes the server block of an environment for these hostnames (the first is the primary
+ * hostname), or removes it. Validated, written atomically, checked with `nginx -t`, reloaded;
+ * the previous file is restored when the check or the reload fails.
+ */
+export interface ConfigureNginx {
+  /** The environment the server block is for. */
+  environment:
+    | EnvironmentSpec
+    | undefined;
+  /** Validated hostnames (punycode, lowercase); the first is the primary hostname. */
+  hostnames: string[];
+  /** Serve through a FastCGI page cache zone of this environment. */
+  fastcgiCache: boolean;
+  /** Remove the server block instead of writing it. */
+  remove: boolean;
+}
+
+/** Points WordPress's `home` and `siteurl` at `url` (WP-CLI as the environment's user). */
+export interface SetSiteUrl {
+  /** The environment whose WordPress is changed. */
+  environment:
+    | EnvironmentSpec
+    | undefined;
+  /** The new URL, `https://` or `http://` + the primary hostname, without a path. */
+  url: string;
+}
+
+/**
+ * Copies `source`'s files (the current release and shared/, without backups) and database into
+ * `target`, which has already been set up through CREATE_DATABASE, then rewrites `source_url` to
+ * `target_url` in the database (serialization-safe) and writes target's own wp-config.php.
+ */
+export interface CloneEnvironment {
+  /** The environment copied from (left unchanged). */
+  source:
+    | EnvironmentSpec
+    | undefined;
+  /** The environment copied into. */
+  target:
+    | EnvironmentSpec
+    | undefined;
+  /** The source's URL, as stored in its database. */
+  sourceUrl: string;
+  /** The URL the copy gets. */
+  targetUrl: string;
 }
 
 /**
@@ -2239,6 +2465,18 @@ export const Command: MessageFns<Command> = {
       case "ping":
         Ping.encode(message.payload.value, writer.uint32(90).fork()).join();
         break;
+      case "environmentStep":
+        EnvironmentStep.encode(message.payload.value, writer.uint32(98).fork()).join();
+        break;
+      case "configureNginx":
+        ConfigureNginx.encode(message.payload.value, writer.uint32(106).fork()).join();
+        break;
+      case "setSiteUrl":
+        SetSiteUrl.encode(message.payload.value, writer.uint32(114).fork()).join();
+        break;
+      case "cloneEnvironment":
+        CloneEnvironment.encode(message.payload.value, writer.uint32(122).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2296,6 +2534,38 @@ export const Command: MessageFns<Command> = {
             message.payload = { $case: "ping", value: Ping.decode(reader, reader.uint32()) };
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.payload = { $case: "environmentStep", value: EnvironmentStep.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.payload = { $case: "configureNginx", value: ConfigureNginx.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.payload = { $case: "setSiteUrl", value: SetSiteUrl.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.payload = { $case: "cloneEnvironment", value: CloneEnvironment.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2325,6 +2595,22 @@ export const Command: MessageFns<Command> = {
         ? { $case: "noop", value: Noop.fromJSON(object.noop) }
         : isSet(object.ping)
         ? { $case: "ping", value: Ping.fromJSON(object.ping) }
+        : isSet(object.environmentStep)
+        ? { $case: "environmentStep", value: EnvironmentStep.fromJSON(object.environmentStep) }
+        : isSet(object.environment_step)
+        ? { $case: "environmentStep", value: EnvironmentStep.fromJSON(object.environment_step) }
+        : isSet(object.configureNginx)
+        ? { $case: "configureNginx", value: ConfigureNginx.fromJSON(object.configureNginx) }
+        : isSet(object.configure_nginx)
+        ? { $case: "configureNginx", value: ConfigureNginx.fromJSON(object.configure_nginx) }
+        : isSet(object.setSiteUrl)
+        ? { $case: "setSiteUrl", value: SetSiteUrl.fromJSON(object.setSiteUrl) }
+        : isSet(object.set_site_url)
+        ? { $case: "setSiteUrl", value: SetSiteUrl.fromJSON(object.set_site_url) }
+        : isSet(object.cloneEnvironment)
+        ? { $case: "cloneEnvironment", value: CloneEnvironment.fromJSON(object.cloneEnvironment) }
+        : isSet(object.clone_environment)
+        ? { $case: "cloneEnvironment", value: CloneEnvironment.fromJSON(object.clone_environment) }
         : undefined,
     };
   },
@@ -2344,6 +2630,14 @@ export const Command: MessageFns<Command> = {
       obj.noop = Noop.toJSON(message.payload.value);
     } else if (message.payload?.$case === "ping") {
       obj.ping = Ping.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "environmentStep") {
+      obj.environmentStep = EnvironmentStep.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "configureNginx") {
+      obj.configureNginx = ConfigureNginx.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "setSiteUrl") {
+      obj.setSiteUrl = SetSiteUrl.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "cloneEnvironment") {
+      obj.cloneEnvironment = CloneEnvironment.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -2369,7 +2663,733 @@ export const Command: MessageFns<Command> = {
         }
         break;
       }
+      case "environmentStep": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "environmentStep", value: EnvironmentStep.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "configureNginx": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "configureNginx", value: ConfigureNginx.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "setSiteUrl": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "setSiteUrl", value: SetSiteUrl.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "cloneEnvironment": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "cloneEnvironment", value: CloneEnvironment.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseEnvironmentSpec(): EnvironmentSpec {
+  return { name: "", systemUser: "", databaseName: "", databaseUser: "", redisPrefix: "" };
+}
+
+export const EnvironmentSpec: MessageFns<EnvironmentSpec> = {
+  encode(message: EnvironmentSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.systemUser !== "") {
+      writer.uint32(18).string(message.systemUser);
+    }
+    if (message.databaseName !== "") {
+      writer.uint32(26).string(message.databaseName);
+    }
+    if (message.databaseUser !== "") {
+      writer.uint32(34).string(message.databaseUser);
+    }
+    if (message.redisPrefix !== "") {
+      writer.uint32(42).string(message.redisPrefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvironmentSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvironmentSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.systemUser = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.databaseName = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.databaseUser = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.redisPrefix = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvironmentSpec {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      systemUser: isSet(object.systemUser)
+        ? globalThis.String(object.systemUser)
+        : isSet(object.system_user)
+        ? globalThis.String(object.system_user)
+        : "",
+      databaseName: isSet(object.databaseName)
+        ? globalThis.String(object.databaseName)
+        : isSet(object.database_name)
+        ? globalThis.String(object.database_name)
+        : "",
+      databaseUser: isSet(object.databaseUser)
+        ? globalThis.String(object.databaseUser)
+        : isSet(object.database_user)
+        ? globalThis.String(object.database_user)
+        : "",
+      redisPrefix: isSet(object.redisPrefix)
+        ? globalThis.String(object.redisPrefix)
+        : isSet(object.redis_prefix)
+        ? globalThis.String(object.redis_prefix)
+        : "",
+    };
+  },
+
+  toJSON(message: EnvironmentSpec): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.systemUser !== "") {
+      obj.systemUser = message.systemUser;
+    }
+    if (message.databaseName !== "") {
+      obj.databaseName = message.databaseName;
+    }
+    if (message.databaseUser !== "") {
+      obj.databaseUser = message.databaseUser;
+    }
+    if (message.redisPrefix !== "") {
+      obj.redisPrefix = message.redisPrefix;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvironmentSpec>, I>>(base?: I): EnvironmentSpec {
+    return EnvironmentSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvironmentSpec>, I>>(object: I): EnvironmentSpec {
+    const message = createBaseEnvironmentSpec();
+    message.name = object.name ?? "";
+    message.systemUser = object.systemUser ?? "";
+    message.databaseName = object.databaseName ?? "";
+    message.databaseUser = object.databaseUser ?? "";
+    message.redisPrefix = object.redisPrefix ?? "";
+    return message;
+  },
+};
+
+function createBaseEnvironmentStep(): EnvironmentStep {
+  return {
+    environment: undefined,
+    kind: 0,
+    undo: false,
+    siteUrl: "",
+    siteTitle: "",
+    adminUser: "",
+    adminEmail: "",
+    purgeBackups: false,
+  };
+}
+
+export const EnvironmentStep: MessageFns<EnvironmentStep> = {
+  encode(message: EnvironmentStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.undo !== false) {
+      writer.uint32(24).bool(message.undo);
+    }
+    if (message.siteUrl !== "") {
+      writer.uint32(82).string(message.siteUrl);
+    }
+    if (message.siteTitle !== "") {
+      writer.uint32(90).string(message.siteTitle);
+    }
+    if (message.adminUser !== "") {
+      writer.uint32(98).string(message.adminUser);
+    }
+    if (message.adminEmail !== "") {
+      writer.uint32(106).string(message.adminEmail);
+    }
+    if (message.purgeBackups !== false) {
+      writer.uint32(112).bool(message.purgeBackups);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvironmentStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvironmentStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.undo = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.siteUrl = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.siteTitle = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.adminUser = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.adminEmail = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.purgeBackups = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvironmentStep {
+    return {
+      environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined,
+      kind: isSet(object.kind) ? environmentStepKindFromJSON(object.kind) : 0,
+      undo: isSet(object.undo) ? globalThis.Boolean(object.undo) : false,
+      siteUrl: isSet(object.siteUrl)
+        ? globalThis.String(object.siteUrl)
+        : isSet(object.site_url)
+        ? globalThis.String(object.site_url)
+        : "",
+      siteTitle: isSet(object.siteTitle)
+        ? globalThis.String(object.siteTitle)
+        : isSet(object.site_title)
+        ? globalThis.String(object.site_title)
+        : "",
+      adminUser: isSet(object.adminUser)
+        ? globalThis.String(object.adminUser)
+        : isSet(object.admin_user)
+        ? globalThis.String(object.admin_user)
+        : "",
+      adminEmail: isSet(object.adminEmail)
+        ? globalThis.String(object.adminEmail)
+        : isSet(object.admin_email)
+        ? globalThis.String(object.admin_email)
+        : "",
+      purgeBackups: isSet(object.purgeBackups)
+        ? globalThis.Boolean(object.purgeBackups)
+        : isSet(object.purge_backups)
+        ? globalThis.Boolean(object.purge_backups)
+        : false,
+    };
+  },
+
+  toJSON(message: EnvironmentStep): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    if (message.kind !== 0) {
+      obj.kind = environmentStepKindToJSON(message.kind);
+    }
+    if (message.undo !== false) {
+      obj.undo = message.undo;
+    }
+    if (message.siteUrl !== "") {
+      obj.siteUrl = message.siteUrl;
+    }
+    if (message.siteTitle !== "") {
+      obj.siteTitle = message.siteTitle;
+    }
+    if (message.adminUser !== "") {
+      obj.adminUser = message.adminUser;
+    }
+    if (message.adminEmail !== "") {
+      obj.adminEmail = message.adminEmail;
+    }
+    if (message.purgeBackups !== false) {
+      obj.purgeBackups = message.purgeBackups;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvironmentStep>, I>>(base?: I): EnvironmentStep {
+    return EnvironmentStep.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvironmentStep>, I>>(object: I): EnvironmentStep {
+    const message = createBaseEnvironmentStep();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    message.kind = object.kind ?? 0;
+    message.undo = object.undo ?? false;
+    message.siteUrl = object.siteUrl ?? "";
+    message.siteTitle = object.siteTitle ?? "";
+    message.adminUser = object.adminUser ?? "";
+    message.adminEmail = object.adminEmail ?? "";
+    message.purgeBackups = object.purgeBackups ?? false;
+    return message;
+  },
+};
+
+function createBaseConfigureNginx(): ConfigureNginx {
+  return { environment: undefined, hostnames: [], fastcgiCache: false, remove: false };
+}
+
+export const ConfigureNginx: MessageFns<ConfigureNginx> = {
+  encode(message: ConfigureNginx, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.hostnames) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.fastcgiCache !== false) {
+      writer.uint32(24).bool(message.fastcgiCache);
+    }
+    if (message.remove !== false) {
+      writer.uint32(32).bool(message.remove);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfigureNginx {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfigureNginx();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostnames.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fastcgiCache = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.remove = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfigureNginx {
+    return {
+      environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined,
+      hostnames: globalThis.Array.isArray(object?.hostnames)
+        ? object.hostnames.map((e: any) => globalThis.String(e))
+        : [],
+      fastcgiCache: isSet(object.fastcgiCache)
+        ? globalThis.Boolean(object.fastcgiCache)
+        : isSet(object.fastcgi_cache)
+        ? globalThis.Boolean(object.fastcgi_cache)
+        : false,
+      remove: isSet(object.remove) ? globalThis.Boolean(object.remove) : false,
+    };
+  },
+
+  toJSON(message: ConfigureNginx): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    if (message.hostnames?.length) {
+      obj.hostnames = message.hostnames;
+    }
+    if (message.fastcgiCache !== false) {
+      obj.fastcgiCache = message.fastcgiCache;
+    }
+    if (message.remove !== false) {
+      obj.remove = message.remove;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfigureNginx>, I>>(base?: I): ConfigureNginx {
+    return ConfigureNginx.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfigureNginx>, I>>(object: I): ConfigureNginx {
+    const message = createBaseConfigureNginx();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    message.hostnames = object.hostnames?.map((e) => e) || [];
+    message.fastcgiCache = object.fastcgiCache ?? false;
+    message.remove = object.remove ?? false;
+    return message;
+  },
+};
+
+function createBaseSetSiteUrl(): SetSiteUrl {
+  return { environment: undefined, url: "" };
+}
+
+export const SetSiteUrl: MessageFns<SetSiteUrl> = {
+  encode(message: SetSiteUrl, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    if (message.url !== "") {
+      writer.uint32(18).string(message.url);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetSiteUrl {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetSiteUrl();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetSiteUrl {
+    return {
+      environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined,
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+    };
+  },
+
+  toJSON(message: SetSiteUrl): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetSiteUrl>, I>>(base?: I): SetSiteUrl {
+    return SetSiteUrl.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetSiteUrl>, I>>(object: I): SetSiteUrl {
+    const message = createBaseSetSiteUrl();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    message.url = object.url ?? "";
+    return message;
+  },
+};
+
+function createBaseCloneEnvironment(): CloneEnvironment {
+  return { source: undefined, target: undefined, sourceUrl: "", targetUrl: "" };
+}
+
+export const CloneEnvironment: MessageFns<CloneEnvironment> = {
+  encode(message: CloneEnvironment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== undefined) {
+      EnvironmentSpec.encode(message.source, writer.uint32(10).fork()).join();
+    }
+    if (message.target !== undefined) {
+      EnvironmentSpec.encode(message.target, writer.uint32(18).fork()).join();
+    }
+    if (message.sourceUrl !== "") {
+      writer.uint32(26).string(message.sourceUrl);
+    }
+    if (message.targetUrl !== "") {
+      writer.uint32(34).string(message.targetUrl);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloneEnvironment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloneEnvironment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sourceUrl = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.targetUrl = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloneEnvironment {
+    return {
+      source: isSet(object.source) ? EnvironmentSpec.fromJSON(object.source) : undefined,
+      target: isSet(object.target) ? EnvironmentSpec.fromJSON(object.target) : undefined,
+      sourceUrl: isSet(object.sourceUrl)
+        ? globalThis.String(object.sourceUrl)
+        : isSet(object.source_url)
+        ? globalThis.String(object.source_url)
+        : "",
+      targetUrl: isSet(object.targetUrl)
+        ? globalThis.String(object.targetUrl)
+        : isSet(object.target_url)
+        ? globalThis.String(object.target_url)
+        : "",
+    };
+  },
+
+  toJSON(message: CloneEnvironment): unknown {
+    const obj: any = {};
+    if (message.source !== undefined) {
+      obj.source = EnvironmentSpec.toJSON(message.source);
+    }
+    if (message.target !== undefined) {
+      obj.target = EnvironmentSpec.toJSON(message.target);
+    }
+    if (message.sourceUrl !== "") {
+      obj.sourceUrl = message.sourceUrl;
+    }
+    if (message.targetUrl !== "") {
+      obj.targetUrl = message.targetUrl;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloneEnvironment>, I>>(base?: I): CloneEnvironment {
+    return CloneEnvironment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloneEnvironment>, I>>(object: I): CloneEnvironment {
+    const message = createBaseCloneEnvironment();
+    message.source = (object.source !== undefined && object.source !== null)
+      ? EnvironmentSpec.fromPartial(object.source)
+      : undefined;
+    message.target = (object.target !== undefined && object.target !== null)
+      ? EnvironmentSpec.fromPartial(object.target)
+      : undefined;
+    message.sourceUrl = object.sourceUrl ?? "";
+    message.targetUrl = object.targetUrl ?? "";
     return message;
   },
 };
