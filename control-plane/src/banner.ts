@@ -41,6 +41,12 @@ export function printBanner({
     `  agents:     gRPC (TLS) on ${config.grpc.host}:${controlPlane.gateway.port}, certificate for ${names}`,
     `  agent CA:   sha256:${controlPlane.agentCa.pin} (pinned by join tokens from POST /api/nodes)`,
   );
+  if (controlPlane.localNode) {
+    const agentDir = path.join(config.dataDir, 'agent');
+    lines.push(
+      `  this node:  enrolled as "local" (${controlPlane.localNode.nodeId}); agent state in ${agentDir}`,
+    );
+  }
   lines.push(
     `  log in:     curl -s -X POST ${address}/api/login -H 'content-type: application/json' -d '{"email":"${admin.email}","password":"..."}'`,
     '',

@@ -64,6 +64,9 @@ const environmentSchema = z.object({
   WPCP_JOB_LOG_MAX_LINES: positiveInt.max(1_000_000).default(2_000),
   WPCP_NODE_BASE_DOMAIN: optionalString.pipe(BaseDomain.optional()),
   WPCP_NODE_PUBLIC_SCHEME: z.enum(['http', 'https']).default('http'),
+  WPCP_LOCAL_NODE: bool.default(false),
+  WPCP_WP_CLI: optionalString,
+  WPCP_WP_CORE_SOURCE: optionalString,
   WPCP_NODE_HTTP_PORT: optionalString.pipe(
     z
       .string()
@@ -131,6 +134,13 @@ function toConfig(env: z.infer<typeof environmentSchema>) {
     },
     jobs: { concurrency: env.WPCP_JOB_CONCURRENCY, superviseSeconds: env.WPCP_JOB_SUPERVISE_SECONDS },
     logLevel: env.WPCP_LOG_LEVEL,
+    /**
+     * Single-machine mode: the control plane also enrolls and runs an agent managing this machine
+     * as the node `local`. The WP-CLI binary and the WordPress core source are that agent's.
+     */
+    localNode: env.WPCP_LOCAL_NODE
+      ? { wpCli: env.WPCP_WP_CLI ?? 'wp', wpCoreSource: env.WPCP_WP_CORE_SOURCE }
+      : undefined,
     grpc: {
       host: env.WPCP_GRPC_HOST,
       port: env.WPCP_GRPC_PORT,

@@ -25,6 +25,7 @@ import { JobCatalogue } from './jobs/job-definition.ts';
 import { createJobQueues } from './jobs/job-queue.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobsService } from './jobs/jobs.service.ts';
+import { type LocalNode, startLocalNode } from './local-node/local-node.ts';
 import { nodePingJob } from './nodes/node-ping.job.ts';
 import { NodesService } from './nodes/nodes.service.ts';
 import { type MasterKey, resolveMasterKey } from './secrets/master-key.ts';
@@ -46,6 +47,8 @@ export interface ControlPlane {
   /** Sends commands to nodes (job steps, and the synchronous path). */
   commands: CommandService;
   nodes: NodesService;
+  /** The node `local` in single-machine mode (WPCP_LOCAL_NODE). */
+  localNode?: LocalNode;
   migrationsApplied: string[];
   /** Stops accepting requests, finishes in-flight ones, stops workers, then the database. */
   close(): Promise<void>;
@@ -179,6 +182,12 @@ export async function startControlPlane({
     });
     cleanup.unshift(() => app.close());
 
+    // Single-machine mode: this machine is also the node `local`; its agent stops first at close.
+    const localNode = config.localNode
+      ? await startLocalNode({ config, db, nodes, gatewayPort: gateway.port, logger })
+      : undefined;
+    if (localNode) cleanup.unshift(() => localNode.stop());
+
     let closing: Promise<void> | undefined;
     return {
       app,
@@ -192,6 +201,7 @@ export async function startControlPlane({
       gateway,
       commands,
       nodes,
+      localNode,
       migrationsApplied: applied,
       close: () => {
         closing ??= runAll(cleanup);

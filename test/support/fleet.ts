@@ -72,6 +72,8 @@ export async function apiClient(base: string) {
     };
   };
   return {
+    base,
+    headers: { authorization: `Bearer ${session_token}` },
     get: (url: string) => call('GET', url),
     post: (url: string, body?: object) => call('POST', url, body),
   };

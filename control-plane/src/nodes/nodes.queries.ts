@@ -163,3 +163,7 @@ export async function countActiveNodes(db: Db, offlineAfterMs: number): Promise<
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }
+
+export function findNodeByName(db: Db, name: string) {
+  return db.selectFrom('nodes').select('id').where('name', '=', name).executeTakeFirst();
+}
