@@ -62,7 +62,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(jobsRoutes, { jobs: deps.jobs });
   await app.register(nodesRoutes, { nodes: deps.nodes });
   await app.register(sitesRoutes, { sites: deps.sites });
-  await app.register(environmentsRoutes, { environments: deps.environments });
+  await app.register(environmentsRoutes, { environments: deps.environments, sites: deps.sites });
   await app.register(domainsRoutes, { domains: deps.domains });
   await app.register(metricsRoutes, { db: deps.db, offlineAfterMs: deps.config.nodes.offlineAfterMs });
   return app;

@@ -17,6 +17,7 @@ import { DomainsService } from './domains/domains.service.ts';
 import { makePrimaryDomainJob } from './domains/make-primary-domain.job.ts';
 import { removeDomainJob } from './domains/remove-domain.job.ts';
 import { cloneEnvironmentJob } from './environments/clone-environment.job.ts';
+import { deleteEnvironmentJob } from './environments/delete-environment.job.ts';
 import { EnvironmentsService } from './environments/environments.service.ts';
 import { provisionEnvironmentJob } from './environments/provision-environment.job.ts';
 import { startHousekeeping } from './housekeeping/housekeeping.ts';
@@ -30,6 +31,7 @@ import { nodePingJob } from './nodes/node-ping.job.ts';
 import { NodesService } from './nodes/nodes.service.ts';
 import { type MasterKey, resolveMasterKey } from './secrets/master-key.ts';
 import { SecretBox } from './secrets/secret-box.ts';
+import { deleteSiteJob } from './sites/delete-site.job.ts';
 import { SitesService } from './sites/sites.service.ts';
 
 export interface ControlPlane {
@@ -69,6 +71,8 @@ const PRODUCT_JOBS = [
   addDomainJob,
   removeDomainJob,
   makePrimaryDomainJob,
+  deleteEnvironmentJob,
+  deleteSiteJob,
 ];
 
 /**

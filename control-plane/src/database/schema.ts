@@ -168,7 +168,7 @@ export interface JobLogsTable {
   created_at: Generated<Date>;
 }
 
-export type SiteStatus = 'provisioning' | 'active' | 'failed';
+export type SiteStatus = 'provisioning' | 'active' | 'deleting' | 'failed';
 
 export interface SitesTable {
   id: Generated<string>;
@@ -180,7 +180,7 @@ export interface SitesTable {
   updated_at: Generated<Date>;
 }
 
-export type EnvironmentStatus = 'provisioning' | 'active' | 'updating' | 'failed';
+export type EnvironmentStatus = 'provisioning' | 'active' | 'updating' | 'deleting' | 'failed';
 export type EnvironmentType = 'production' | 'staging' | 'development';
 export type PromotionPreset = 'code-only' | 'code-and-db' | 'db-only' | 'woocommerce-safe';
 

@@ -84,7 +84,11 @@ export const ENVIRONMENT_STEP_NAMES = {
 } as const;
 export type EnvironmentStepName = keyof typeof ENVIRONMENT_STEP_NAMES;
 
-async function sendEnvironmentStep<P extends EnvironmentJobPayload>(
+/**
+ * Sends one EnvironmentStep command under the command step `step`: the environment's names, the
+ * kind and `undo`, and whatever kind-specific `fields` (empty otherwise).
+ */
+export async function sendEnvironmentStep<P>(
   ctx: StepContext<P>,
   step: string,
   loaded: LoadedEnvironment,
@@ -147,7 +151,7 @@ export function environmentStep<P extends EnvironmentJobPayload>(
  * Writes the environment's nginx server block for `hostnames` (the primary first): atomic
  * write, `nginx -t`, reload, rollback on the node.
  */
-export async function configureNginx<P extends EnvironmentJobPayload>(
+export async function configureNginx<P>(
   ctx: StepContext<P>,
   step: string,
   loaded: LoadedEnvironment,

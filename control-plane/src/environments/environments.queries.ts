@@ -141,3 +141,43 @@ export function markEnvironmentActive(
     .returning(['id', 'site_id'])
     .executeTakeFirst();
 }
+
+/** The statuses an environment can be deleted from: nothing else is running on it. */
+export const DELETABLE_STATUSES = ['active', 'failed'] as const satisfies EnvironmentStatus[];
+
+/** Environments being cloned from `id` (their job still reads it). */
+export function provisioningClonesOf(db: Db, id: string) {
+  return db
+    .selectFrom('environments')
+    .select(['id', 'node_name'])
+    .where('source_environment_id', '=', id)
+    .where('status', '=', 'provisioning')
+    .execute();
+}
+
+/**
+ * Locks the environment row against status changes until the transaction ends and returns it
+ * (`for share`: a deletion's `update` waits, as the deletion waits for this transaction).
+ */
+export function lockEnvironmentForShare(db: Db, id: string) {
+  return db
+    .selectFrom('environments')
+    .select(['id', 'status'])
+    .where('id', '=', id)
+    .forShare()
+    .executeTakeFirst();
+}
+
+/**
+ * The environment's row goes, and with it (foreign keys) its domains, which frees its hostnames;
+ * clones of it keep `source_environment_id: null`. Only a `deleting` environment: returns whether
+ * a row was deleted.
+ */
+export async function deleteDeletingEnvironment(db: Db, id: string): Promise<boolean> {
+  const result = await db
+    .deleteFrom('environments')
+    .where('id', '=', id)
+    .where('status', '=', 'deleting')
+    .executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}

@@ -52,14 +52,44 @@ export function insertSite(db: Db, site: { name: string; slug: string }) {
     .executeTakeFirstOrThrow();
 }
 
-/** Moves a site from `from` to `to`; a site in another status is left alone. */
-export function setSiteStatus(db: Db, id: string, from: SiteStatus, to: SiteStatus) {
+/** Moves a site from `from` (one status or any of several) to `to`; a site in another status is left alone. */
+export function setSiteStatus(db: Db, id: string, from: SiteStatus | SiteStatus[], to: SiteStatus) {
   return db
     .updateTable('sites')
     .set({ status: to, updated_at: sql`now()` })
     .where('id', '=', id)
-    .where('status', '=', from)
+    .where('status', 'in', Array.isArray(from) ? from : [from])
+    .returning('id')
+    .executeTakeFirst();
+}
+
+/**
+ * Locks the site row against status changes until the transaction ends and returns its status
+ * (`for share`: a deletion's `update` waits for this transaction, and this one for a deletion's).
+ */
+export function lockSiteForShare(db: Db, id: string) {
+  return db.selectFrom('sites').select(['id', 'status']).where('id', '=', id).forShare().executeTakeFirst();
+}
+
+/**
+ * The last step of deleting a site: its row goes once it has no environment left. Answers
+ * `gone` (deleted now, or before), or the environments still there.
+ */
+export async function deleteEmptySite(
+  trx: Db,
+  id: string,
+): Promise<{ gone: true } | { gone: false; remaining: string[] }> {
+  const site = await trx.selectFrom('sites').select('id').where('id', '=', id).forUpdate().executeTakeFirst();
+  if (!site) return { gone: true };
+  const remaining = await trx
+    .selectFrom('environments')
+    .select('node_name')
+    .where('site_id', '=', id)
+    .orderBy('seq', 'asc')
     .execute();
+  if (remaining.length > 0) return { gone: false, remaining: remaining.map((e) => e.node_name) };
+  await trx.deleteFrom('sites').where('id', '=', id).execute();
+  return { gone: true };
 }
 
 export async function countSites(db: Db): Promise<number> {

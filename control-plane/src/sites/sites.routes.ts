@@ -1,6 +1,7 @@
 import {
   CreateEnvironmentRequest,
   CreateSiteRequest,
+  DeletionQuery,
   Environment,
   EnvironmentListQuery,
   ErrorResponse,
@@ -54,6 +55,22 @@ export const sitesRoutes: FastifyPluginAsyncZod<{ sites: SitesService }> = async
       },
     },
     async (request) => sites.get(request.params.id),
+  );
+
+  app.delete(
+    '/api/sites/:id',
+    {
+      schema: {
+        tags: ['sites'],
+        summary: 'Delete a site with all its environments (a job)',
+        description:
+          'The site and its environments are `deleting` at once. Each environment is removed from its node (server block first, then user, pool, database, files and cron), production last, then the site. `?purge_backups=true` removes the `backups/` directories too (kept by default). The site and every environment must be `active` or `failed` (`409 invalid_state`).',
+        params: IdParams,
+        querystring: DeletionQuery,
+        response: { 202: JobAccepted, 400: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse },
+      },
+    },
+    async (request, reply) => reply.code(202).send(await sites.delete(request.params.id, request.query)),
   );
 
   app.get(

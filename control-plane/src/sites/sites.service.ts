@@ -1,6 +1,7 @@
 import type {
   CreateEnvironmentRequest,
   CreateSiteRequest,
+  DeletionQuery,
   EnvironmentListQuery,
   Site,
   SiteListQuery,
@@ -10,14 +11,16 @@ import { AppError } from '@wpcp/shared/errors';
 import { environmentNodeNames, newShortId } from '@wpcp/shared/validation';
 import type { Logger } from 'pino';
 import type { Db } from '../database/database.ts';
-import type { EnvironmentType, PromotionPreset } from '../database/schema.ts';
+import type { EnvironmentRow, EnvironmentType, PromotionPreset } from '../database/schema.ts';
 import { uniqueViolation } from '../database/unique-violation.ts';
 import { CLONE_ENVIRONMENT_JOB } from '../environments/clone-environment.job.ts';
+import { DELETE_ENVIRONMENT_JOB } from '../environments/delete-environment.job.ts';
 import { environmentViews } from '../environments/environment-view.ts';
 import * as environments from '../environments/environments.queries.ts';
 import { PROVISION_ENVIRONMENT_JOB } from '../environments/provision-environment.job.ts';
 import { decodeCursor, encodeCursor, page } from '../http/pagination.ts';
 import type { JobEnqueuer } from '../jobs/enqueue.ts';
+import { DELETE_SITE_JOB } from './delete-site.job.ts';
 import * as q from './sites.queries.ts';
 
 /** The production environment every site is created with. */
@@ -136,6 +139,24 @@ export class SitesService {
     const clone = request.source_environment_id !== undefined;
     try {
       return await this.#db.transaction().execute(async (trx) => {
+        // Checked again under a share lock: a deletion of the site (or of the clone source) that
+        // commits first is seen here, and one that comes later waits for this environment.
+        const locked = await q.lockSiteForShare(trx, siteId);
+        if (locked?.status !== 'active') {
+          throw new AppError(
+            'invalid_state',
+            `site ${siteId} is ${locked?.status ?? 'gone'}; environments are added to active sites`,
+          );
+        }
+        if (request.source_environment_id) {
+          const source = await environments.lockEnvironmentForShare(trx, request.source_environment_id);
+          if (source?.status !== 'active') {
+            throw new AppError(
+              'invalid_state',
+              `source environment ${request.source_environment_id} is ${source?.status ?? 'gone'}; only an active one can be cloned`,
+            );
+          }
+        }
         const environmentId = await insertEnvironmentRow(trx, {
           siteId,
           siteSlug: site.slug,
@@ -173,6 +194,111 @@ export class SitesService {
     }
   }
 
+  /**
+   * `DELETE /api/environments/{id}`: a `delete-environment` job in the environment's group. Not a
+   * production environment (`production_with_site`: it goes with its site), only from `active` or
+   * `failed` (anything else has a job of its own running: `invalid_state`), and not while another
+   * environment is being cloned from it. The environment is `deleting` from the request on.
+   */
+  async deleteEnvironment(environmentId: string, query: DeletionQuery): Promise<{ job_id: string }> {
+    const environment = await environments.findEnvironment(this.#db, environmentId);
+    if (!environment) throw new AppError('not_found', `environment ${environmentId} does not exist`);
+    if (environment.type === 'production') {
+      throw new AppError(
+        'production_with_site',
+        `environment ${environment.node_name} is its site's production environment; delete the site (DELETE /api/sites/${environment.site_id}) to delete it`,
+      );
+    }
+    const jobId = await this.#db.transaction().execute(async (trx) => {
+      await markDeleting(trx, environment);
+      const clones = await environments.provisioningClonesOf(trx, environmentId);
+      if (clones.length > 0) {
+        throw new AppError(
+          'invalid_state',
+          `environment ${environment.node_name} is being cloned into ${clones.map((c) => c.node_name).join(', ')}; delete it when that is done`,
+        );
+      }
+      return this.#enqueuer.enqueue(
+        {
+          type: DELETE_ENVIRONMENT_JOB,
+          payload: { environment_id: environmentId, purge_backups: query.purge_backups === 'true' },
+          target: { type: 'environment', id: environmentId },
+          groupKey: environmentId,
+        },
+        trx,
+      );
+    });
+    this.#logger.info(
+      { environment_id: environmentId, job_id: jobId, purge_backups: query.purge_backups === 'true' },
+      'environment deletion requested',
+    );
+    return { job_id: jobId };
+  }
+
+  /**
+   * `DELETE /api/sites/{id}`: the site (`active` or `failed`) and every environment (each `active`
+   * or `failed`) become `deleting`, and in the same transaction one `delete-environment` job per
+   * non-production environment (in its group) and the `delete-site` job (in production's group,
+   * the answer's `job_id`), which waits for those, then deletes production and the site.
+   */
+  async delete(siteId: string, query: DeletionQuery): Promise<{ job_id: string }> {
+    const site = await q.findSite(this.#db, siteId);
+    if (!site) throw new AppError('not_found', `site ${siteId} does not exist`);
+    const purgeBackups = query.purge_backups === 'true';
+    const result = await this.#db.transaction().execute(async (trx) => {
+      if (!(await q.setSiteStatus(trx, siteId, ['active', 'failed'], 'deleting'))) {
+        const now = await q.findSite(trx, siteId);
+        throw new AppError(
+          'invalid_state',
+          `site ${site.slug} is ${now?.status ?? 'gone'}; only an active or failed site can be deleted`,
+        );
+      }
+      const rows = await environments.allEnvironmentsOfSite(trx, siteId);
+      for (const environment of rows) await markDeleting(trx, environment);
+      const production = rows.find((e) => e.type === 'production');
+      const environmentJobIds: string[] = [];
+      for (const environment of rows.filter((e) => e !== production)) {
+        environmentJobIds.push(
+          await this.#enqueuer.enqueue(
+            {
+              type: DELETE_ENVIRONMENT_JOB,
+              payload: { environment_id: environment.id, purge_backups: purgeBackups },
+              target: { type: 'environment', id: environment.id },
+              groupKey: environment.id,
+            },
+            trx,
+          ),
+        );
+      }
+      const jobId = await this.#enqueuer.enqueue(
+        {
+          type: DELETE_SITE_JOB,
+          payload: {
+            site_id: siteId,
+            environment_id: production?.id ?? null,
+            purge_backups: purgeBackups,
+            environment_job_ids: environmentJobIds,
+          },
+          target: { type: 'site', id: siteId },
+          // A site without production left (an earlier deletion removed it) has no group to join.
+          groupKey: production?.id ?? siteId,
+        },
+        trx,
+      );
+      return { jobId, environmentJobIds };
+    });
+    this.#logger.info(
+      {
+        site_id: siteId,
+        job_id: result.jobId,
+        environment_job_ids: result.environmentJobIds,
+        purge_backups: purgeBackups,
+      },
+      'site deletion requested',
+    );
+    return { job_id: result.jobId };
+  }
+
   /** The node a clone goes to: its source's, which must be an active environment of the same site. */
   async #cloneSourceNode(siteId: string, sourceId: string): Promise<string> {
     const source = await environments.findEnvironment(this.#db, sourceId);
@@ -197,6 +323,24 @@ export class SitesService {
       throw new AppError('node_disabled', `node ${source.node_id} of the source environment is disabled`);
     }
     return source.node_id;
+  }
+}
+
+/** `active` or `failed` → `deleting`, or `409 invalid_state` naming the status it is in. */
+async function markDeleting(trx: Db, environment: EnvironmentRow): Promise<void> {
+  if (
+    !(await environments.setEnvironmentStatus(
+      trx,
+      environment.id,
+      [...environments.DELETABLE_STATUSES],
+      'deleting',
+    ))
+  ) {
+    const now = await environments.findEnvironment(trx, environment.id);
+    throw new AppError(
+      'invalid_state',
+      `environment ${environment.node_name} is ${now?.status ?? 'gone'}; only an active or failed environment can be deleted (wait for its job to end)`,
+    );
   }
 }
 

@@ -218,6 +218,10 @@ describe('reading sites and environments', () => {
       ['POST', '/api/environments/:id/domains', { hostname: 'www.example.com' }],
       ['DELETE', '/api/domains/:id'],
       ['POST', '/api/domains/:id/primary'],
+      ['DELETE', '/api/environments/:id'],
+      ['DELETE', '/api/environments/:id?purge_backups=true'],
+      ['DELETE', '/api/sites/:id'],
+      ['DELETE', '/api/sites/:id?purge_backups=false'],
     ];
     for (const [method, route, body] of routes) {
       const bad = await request(method, route.replace(':id', 'not-a-uuid'), body);
@@ -241,6 +245,11 @@ describe('reading sites and environments', () => {
         '/api/domains/{id}',
         '/api/domains/{id}/primary',
       ]),
+    );
+    expect(Object.keys(doc.paths['/api/sites/{id}'])).toContain('delete');
+    expect(Object.keys(doc.paths['/api/environments/{id}'])).toContain('delete');
+    expect(doc.paths['/api/sites/{id}'].delete.parameters).toEqual(
+      expect.arrayContaining([expect.objectContaining({ in: 'query', name: 'purge_backups' })]),
     );
     const createEnvironment = doc.paths['/api/sites/{id}/environments'].post;
     expect(createEnvironment.requestBody.content['application/json'].schema.required).toEqual(
@@ -323,11 +332,72 @@ describe('environments and domains that do not fit the state', () => {
     expect(await jobCount()).toBe(before);
   });
 
+  it('deletes a site whose production was never placed: nothing to send, the rows go', async () => {
+    const { siteId } = await failedSite('never-placed');
+    const [production] = (await request('GET', `/api/sites/${siteId}`)).json().environments;
+    const res = await request('DELETE', `/api/sites/${siteId}`);
+    expect(res.statusCode).toBe(202);
+    const job = await jobEnds(res.json().job_id);
+    expect(job).toMatchObject({
+      status: 'succeeded',
+      type: 'delete-site',
+      target: { type: 'site', id: siteId },
+      output: {
+        site_id: siteId,
+        environment_job_ids: [],
+        production: { environment_id: production.id, node_id: null, hostnames_freed: [] },
+      },
+    });
+    const commands = await cp.db
+      .selectFrom('agent_commands')
+      .select('id')
+      .where('job_id', '=', job.id)
+      .execute();
+    expect(commands).toEqual([]);
+    expect((await request('GET', `/api/sites/${siteId}`)).statusCode).toBe(404);
+    expect((await request('GET', `/api/environments/${production.id}`)).statusCode).toBe(404);
+    // Deleting it again: it is gone.
+    expect((await request('DELETE', `/api/sites/${siteId}`)).statusCode).toBe(404);
+    // Its slug is free again.
+    expect((await request('POST', '/api/sites', { name: 'Again', slug: 'never-placed' })).statusCode).toBe(
+      202,
+    );
+  });
+
+  it('refuses a production environment alone, and a site still provisioning (409, no job)', async () => {
+    const { siteId } = await failedSite('prod-alone');
+    const [production] = (await request('GET', `/api/sites/${siteId}`)).json().environments;
+    const before = await jobCount();
+    const res = await request('DELETE', `/api/environments/${production.id}`);
+    expect(res.statusCode).toBe(409);
+    expect(res.json().code).toBe('production_with_site');
+    // A site still provisioning, and one whose environment is busy (`updating`, a later feature).
+    await cp.db.updateTable('sites').set({ status: 'provisioning' }).where('id', '=', siteId).execute();
+    const early = await request('DELETE', `/api/sites/${siteId}`);
+    expect(early.statusCode).toBe(409);
+    expect(early.json().code).toBe('invalid_state');
+    await cp.db.updateTable('sites').set({ status: 'failed' }).where('id', '=', siteId).execute();
+    await cp.db
+      .updateTable('environments')
+      .set({ status: 'updating' })
+      .where('id', '=', production.id)
+      .execute();
+    const busy = await request('DELETE', `/api/sites/${siteId}`);
+    expect(busy.statusCode).toBe(409);
+    expect(busy.json().code).toBe('invalid_state');
+    expect(busy.json().message).toContain('updating');
+    expect(await jobCount()).toBe(before);
+    // Refused, nothing changed: the site is still failed, not deleting.
+    expect((await request('GET', `/api/sites/${siteId}`)).json().status).toBe('failed');
+  });
+
   it('needs a session', async () => {
     for (const [method, url] of [
       ['GET', '/api/sites'],
       ['POST', '/api/sites'],
       ['DELETE', `/api/domains/${randomUUID()}`],
+      ['DELETE', `/api/environments/${randomUUID()}`],
+      ['DELETE', `/api/sites/${randomUUID()}`],
     ] as const) {
       expect((await cp.app.inject({ method, url })).statusCode).toBe(401);
     }

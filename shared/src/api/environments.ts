@@ -5,9 +5,10 @@ import { ListQuery } from './pagination.ts';
 /**
  * `provisioning` → `active`, or `failed` when provisioning (or cloning) failed. `updating`: a job
  * is changing its code or database (deploys, updates, restores, promotions: later features).
- * docs/environments.md has the transitions.
+ * `deleting`: its deletion job is removing it from its node (the row goes when it is done; a
+ * failed deletion leaves it `failed`). docs/environments.md has the transitions.
  */
-export const EnvironmentStatus = z.enum(['provisioning', 'active', 'updating', 'failed']);
+export const EnvironmentStatus = z.enum(['provisioning', 'active', 'updating', 'deleting', 'failed']);
 export type EnvironmentStatus = z.infer<typeof EnvironmentStatus>;
 
 /**
@@ -71,3 +72,13 @@ export type Environment = z.infer<typeof Environment>;
 
 export const EnvironmentListQuery = ListQuery;
 export type EnvironmentListQuery = z.infer<typeof EnvironmentListQuery>;
+
+/**
+ * `DELETE /api/environments/{id}` and `DELETE /api/sites/{id}`: `?purge_backups=true` removes the
+ * environments' `backups/` directories too (default: kept on the node). Exactly `true` or
+ * `false`; anything else, or another parameter, is a 400.
+ */
+export const DeletionQuery = z.strictObject({
+  purge_backups: z.enum(['true', 'false']).default('false'),
+});
+export type DeletionQuery = z.infer<typeof DeletionQuery>;

@@ -5,9 +5,11 @@ import { ListQuery } from './pagination.ts';
 
 /**
  * `provisioning`: created, its production environment is being set up. `active`: its production
- * environment was provisioned. `failed`: provisioning failed (the job says why).
+ * environment was provisioned. `deleting`: its deletion job is removing its environments (the
+ * site goes when the last one is gone). `failed`: provisioning or deletion failed (the job says
+ * why).
  */
-export const SiteStatus = z.enum(['provisioning', 'active', 'failed']);
+export const SiteStatus = z.enum(['provisioning', 'active', 'deleting', 'failed']);
 export type SiteStatus = z.infer<typeof SiteStatus>;
 
 export const CreateSiteRequest = z.strictObject({

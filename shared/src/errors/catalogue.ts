@@ -130,6 +130,12 @@ export const errorCatalogue = {
     retryable: false,
     meaning: 'The site already has its production environment; a site has exactly one.',
   },
+  production_with_site: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'A production environment is deleted only with its site: `DELETE /api/sites/{id}` deletes the site and all its environments.',
+  },
   hostname_taken: {
     status: 409,
     retryable: false,
@@ -158,6 +164,12 @@ export const errorCatalogue = {
     retryable: true,
     meaning:
       'Job only: there is no active node to place the environment on (none enrolled, all offline or disabled). The job fails at once; add or enable a node and try again.',
+  },
+  deletion_failed: {
+    status: 500,
+    retryable: false,
+    meaning:
+      "Job only: a site's deletion stopped because one of its environments could not be deleted (that environment's own job says why). The site and what is left of it are `failed`; delete the site again.",
   },
 } as const satisfies Record<string, ErrorDefinition>;
 

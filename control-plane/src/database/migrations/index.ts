@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as foundation from './0001-foundation.ts';
 import * as fleet from './0002-fleet.ts';
 import * as sites from './0003-sites.ts';
+import * as deletion from './0004-deletion.ts';
 
 /**
  * Every migration, listed explicitly (not scanned from the folder) so the order is reviewed code.
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   '0001-foundation': foundation,
   '0002-fleet': fleet,
   '0003-sites': sites,
+  '0004-deletion': deletion,
 };
 
 export const migrationProvider: MigrationProvider = {
