@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, freePort, TEST_ADMIN, waitFor } from '@wpcp/control-plane/testing';
@@ -234,5 +234,27 @@ describe.skipIf(skip)('single-machine mode on the real stack', () => {
     expect(res.body).toContain('Stack Shop');
     expect(res.body).toContain(`http://${staging.default_hostname}:${nginx.port}`);
     expect(res.body).not.toContain(production.default_hostname);
+  });
+
+  it('deleting the site removes every environment from the node: users, files, pools, databases, nginx', async () => {
+    const deleted = await fetch(`${api.base}/api/sites/${siteId}`, {
+      method: 'DELETE',
+      headers: api.headers,
+    });
+    expect(deleted.status).toBe(202);
+    const { job_id } = (await deleted.json()) as { job_id: string };
+    const job = await finishedJob(job_id);
+    expect(job, `${job.error_code}: ${job.error_message}`).toMatchObject({ status: 'succeeded' });
+    expect((await api.get(`/api/sites/${siteId}`)).status).toBe(404);
+
+    const passwd = await readFile('/etc/passwd', 'utf8');
+    expect(passwd).not.toContain(sitesDir);
+    expect(await readdir(sitesDir)).toEqual([]);
+    expect((await readdir(nginx.sitesDir)).filter((f) => f.includes('stack-shop'))).toEqual([]);
+    expect((await readdir(fpm.poolDir)).filter((f) => f.includes('stack-shop'))).toEqual([]);
+    const databases = await runCollect(BINARIES.mysql, [...db.clientArgs, '-N', '-e', 'show databases']);
+    expect(databases.stdout).not.toMatch(/^wp_/m);
+    const gone = await pageWhere(production.default_hostname, (body) => !isShop(body));
+    expect(gone.body).not.toContain('Stack Shop');
   });
 });
