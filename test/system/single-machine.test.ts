@@ -159,7 +159,7 @@ const isShop = (body: string) => body.includes('Stack Shop');
 
 describe.skipIf(skip)('single-machine mode on the real stack', () => {
   let siteId = '';
-  let production: Record<string, any> = {};
+  let production = { id: '', default_hostname: '', wordpress_version: '' };
 
   it('enrolls this machine as the node "local", active', async () => {
     const nodes = await api.get('/api/nodes');
