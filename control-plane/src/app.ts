@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { authRoutes } from './auth/auth.routes.ts';
 import type { AuthService } from './auth/auth.service.ts';
 import { requireSessions } from './auth/session.hook.ts';
+import { cachingRoutes } from './caching/caching.routes.ts';
+import type { CachingService } from './caching/caching.service.ts';
 import type { Config } from './config.ts';
 import type { Db } from './database/database.ts';
 import { domainsRoutes } from './domains/domains.routes.ts';
@@ -16,6 +18,8 @@ import { installErrorHandlers } from './http/error-handler.ts';
 import { registerOpenApi } from './http/openapi.ts';
 import { jobsRoutes } from './jobs/jobs.routes.ts';
 import type { JobsService } from './jobs/jobs.service.ts';
+import { magicLoginRoutes } from './magic-login/magic-login.routes.ts';
+import type { MagicLoginService } from './magic-login/magic-login.service.ts';
 import { metricsRoutes } from './metrics/metrics.routes.ts';
 import { nodesRoutes } from './nodes/nodes.routes.ts';
 import type { NodesService } from './nodes/nodes.service.ts';
@@ -32,6 +36,9 @@ export interface AppDependencies {
   sites: SitesService;
   environments: EnvironmentsService;
   domains: DomainsService;
+  caching: CachingService;
+  /** One-time WordPress admin logins (absent: the routes are not registered). */
+  magicLogins?: MagicLoginService;
   https?: { key: Buffer; cert: Buffer };
 }
 
@@ -64,6 +71,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(sitesRoutes, { sites: deps.sites });
   await app.register(environmentsRoutes, { environments: deps.environments, sites: deps.sites });
   await app.register(domainsRoutes, { domains: deps.domains });
+  await app.register(cachingRoutes, { caching: deps.caching });
+  if (deps.magicLogins) await app.register(magicLoginRoutes, { magicLogins: deps.magicLogins });
   await app.register(metricsRoutes, { db: deps.db, offlineAfterMs: deps.config.nodes.offlineAfterMs });
   return app;
 }

@@ -45,6 +45,8 @@ const environmentSchema = z.object({
   WPCP_SESSION_MAX_SECONDS: positiveInt.default(7 * 24 * 3600),
   WPCP_LOGIN_MAX_FAILURES: positiveInt.default(10),
   WPCP_LOGIN_WINDOW_SECONDS: positiveInt.default(15 * 60),
+  WPCP_MAGIC_LOGIN_MAX_PER_WINDOW: positiveInt.default(10),
+  WPCP_MAGIC_LOGIN_WINDOW_SECONDS: positiveInt.default(60),
   WPCP_JOB_CONCURRENCY: positiveInt.default(8),
   WPCP_JOB_SUPERVISE_SECONDS: positiveInt.default(10),
   WPCP_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -131,6 +133,11 @@ function toConfig(env: z.infer<typeof environmentSchema>) {
     loginRateLimit: {
       maxFailures: env.WPCP_LOGIN_MAX_FAILURES,
       windowSeconds: env.WPCP_LOGIN_WINDOW_SECONDS,
+    },
+    /** Magic-login requests allowed per environment within the window (docs/security-and-secrets.md). */
+    magicLoginRateLimit: {
+      maxPerWindow: env.WPCP_MAGIC_LOGIN_MAX_PER_WINDOW,
+      windowSeconds: env.WPCP_MAGIC_LOGIN_WINDOW_SECONDS,
     },
     jobs: { concurrency: env.WPCP_JOB_CONCURRENCY, superviseSeconds: env.WPCP_JOB_SUPERVISE_SECONDS },
     logLevel: env.WPCP_LOG_LEVEL,

@@ -8,6 +8,8 @@ import { CommandService } from './agent-gateway/commands.ts';
 import { buildApp } from './app.ts';
 import { type AdminBootstrap, ensureAdminUser } from './auth/admin-bootstrap.ts';
 import { AuthService } from './auth/auth.service.ts';
+import { CACHING_JOBS } from './caching/caching.jobs.ts';
+import { CachingService } from './caching/caching.service.ts';
 import type { Config } from './config.ts';
 import { createDb, type Db, migrateToLatest } from './database/database.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded-postgres.ts';
@@ -27,6 +29,7 @@ import { createJobQueues } from './jobs/job-queue.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { JobsService } from './jobs/jobs.service.ts';
 import { type LocalNode, startLocalNode } from './local-node/local-node.ts';
+import { MagicLoginService } from './magic-login/magic-login.service.ts';
 import { nodePingJob } from './nodes/node-ping.job.ts';
 import { NodesService } from './nodes/nodes.service.ts';
 import { type MasterKey, resolveMasterKey } from './secrets/master-key.ts';
@@ -73,6 +76,7 @@ const PRODUCT_JOBS = [
   makePrimaryDomainJob,
   deleteEnvironmentJob,
   deleteSiteJob,
+  ...CACHING_JOBS,
 ];
 
 /**
@@ -182,6 +186,8 @@ export async function startControlPlane({
       sites: new SitesService({ db, enqueuer, logger }),
       environments: new EnvironmentsService({ db }),
       domains: new DomainsService({ db, enqueuer, logger }),
+      caching: new CachingService({ db, enqueuer, logger }),
+      magicLogins: new MagicLoginService({ db, commands, logger, settings: config.magicLoginRateLimit }),
       https,
     });
     cleanup.unshift(() => app.close());

@@ -14,10 +14,12 @@ export const REDACTED_PATHS = [
   '*.private_key',
   '*.key_pem',
   '*.master_key',
+  '*.login_url',
   'password',
   'session_token',
   'join_token',
   'token',
+  'login_url',
 ];
 
 export function createLogger(options: { level: string; destination?: pino.DestinationStream }): Logger {

@@ -46,6 +46,7 @@ describe('loadConfig', () => {
       shutdownGraceMs: 10000,
       logLevel: 'info',
       nginxSitesDir: '/etc/nginx/sites-enabled',
+      nginxCacheDir: '/var/cache/nginx/wpcp',
       nginxTestArgv: ['/usr/sbin/nginx', '-t', '-q'],
       nginxReloadArgv: ['/usr/sbin/nginx', '-s', 'reload'],
       nginxListen: ['80', '[::]:80'],

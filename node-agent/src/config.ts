@@ -129,6 +129,7 @@ export const AgentConfig = z
     logLevel: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
     // The node stack (see README "Node stack settings"): Debian 12 as deploy/node/bootstrap.sh sets it up.
     nginxSitesDir: safePath('/etc/nginx/sites-enabled'),
+    nginxCacheDir: safePath('/var/cache/nginx/wpcp'),
     nginxTestArgv: argvSetting(['/usr/sbin/nginx', '-t', '-q']),
     nginxReloadArgv: argvSetting(['/usr/sbin/nginx', '-s', 'reload']),
     nginxListen: z
@@ -192,6 +193,7 @@ export const ENV_VARS = {
   shutdownGraceMs: 'WPCP_AGENT_SHUTDOWN_GRACE_MS',
   logLevel: 'WPCP_AGENT_LOG_LEVEL',
   nginxSitesDir: 'WPCP_AGENT_NGINX_SITES_DIR',
+  nginxCacheDir: 'WPCP_AGENT_NGINX_CACHE_DIR',
   nginxTestArgv: 'WPCP_AGENT_NGINX_TEST_ARGV',
   nginxReloadArgv: 'WPCP_AGENT_NGINX_RELOAD_ARGV',
   nginxListen: 'WPCP_AGENT_NGINX_LISTEN',

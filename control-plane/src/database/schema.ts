@@ -224,6 +224,20 @@ export interface DomainsTable {
   updated_at: Generated<Date>;
 }
 
+/** The magic-login audit trail (never the URL or the token). */
+export interface MagicLoginsTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  environment_id: string;
+  node_id: string | null;
+  /** The session user who asked. */
+  user_id: string | null;
+  status: 'pending' | 'issued' | 'failed';
+  error_code: string | null;
+  created_at: Generated<Date>;
+  expires_at: Timestamp | null;
+}
+
 export interface Database {
   users: UsersTable;
   sessions: SessionsTable;
@@ -236,6 +250,7 @@ export interface Database {
   sites: SitesTable;
   environments: EnvironmentsTable;
   domains: DomainsTable;
+  magic_logins: MagicLoginsTable;
 }
 
 export type JobRow = Selectable<JobsTable>;

@@ -40,10 +40,16 @@ function answer(
   };
 }
 
+/** 5xx codes whose message is the node's own (already scrubbed of secrets by the agent): shown. */
+const NODE_MESSAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['wp_cli_error']);
+
 function toAnswer(error: FastifyError): Answer {
   if (error instanceof AppError) {
     const details = Array.isArray(error.details) ? (error.details as Answer['body']['details']) : undefined;
-    const message = error.status >= 500 ? errorCatalogue[error.code].meaning : error.message;
+    const message =
+      error.status >= 500 && !NODE_MESSAGE_CODES.has(error.code)
+        ? errorCatalogue[error.code].meaning
+        : error.message;
     return {
       status: error.status,
       headers: { ...error.headers },

@@ -5,9 +5,12 @@
 // serving every site as before; the command fails with `config_check_failed` or
 // `config_reload_failed` and nginx's own words).
 //
-// `fastcgi_cache` is accepted and reported, but renders nothing yet: the per-environment FastCGI
-// cache zone (fastcgi_cache_path, bypass rules, purge) comes with the cache issue.
+// With `fastcgi_cache` the file also declares the environment's own FastCGI cache zone
+// (`fastcgi_cache_path` at http level, directory `<nginxCacheDir>/<site>--<env>`, made here before
+// the check) and the server block gets the WordPress skip rules and an `X-Cache` header; without it,
+// none of that is rendered and the cache directory is deleted (also when the block is removed).
 
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ConfigureNginx } from '@wpcp/shared/agent-protocol';
 import { applyConfigAtomically, commandCheck, commandReload } from '../provisioning/atomic-config.ts';
@@ -17,7 +20,7 @@ import {
   validateHostnames,
 } from '../provisioning/environment-spec.ts';
 import { invalidArgument } from '../provisioning/errors.ts';
-import { renderServerBlock } from '../provisioning/nginx-server-block.ts';
+import { fastcgiCacheZone, renderServerBlock } from '../provisioning/nginx-server-block.ts';
 import { DEFAULT_PHP_LIMITS } from '../provisioning/php-fpm-pool.ts';
 import { isDirectory, layoutOf, missing, poolSocketPath, serverBlockPath } from './environment-support.ts';
 import { handle } from './handler-kit.ts';
@@ -45,14 +48,28 @@ export function validateConfigureNginx(payload: ConfigureNginx): NginxInput {
   };
 }
 
+/** The directory of an environment's FastCGI page cache. */
+export function fastcgiCacheDir(stack: NodeStack, environment: ValidEnvironment): string {
+  return path.join(stack.nginx.cacheDir, environment.name);
+}
+
 /** The server block of an environment on this node (the renderer checks every value again). */
 export function serverBlockFor(
   stack: NodeStack,
   environment: ValidEnvironment,
   hostnames: readonly string[],
+  fastcgiCache = false,
 ): string {
   const layout = layoutOf(stack, environment);
   return renderServerBlock({
+    ...(fastcgiCache
+      ? {
+          fastcgiCache: {
+            zone: fastcgiCacheZone(environment.name),
+            path: fastcgiCacheDir(stack, environment),
+          },
+        }
+      : {}),
     name: environment.name,
     hostnames,
     listen: stack.nginx.listen,
@@ -82,9 +99,12 @@ export function configureNginxHandler(stack: NodeStack): CommandHandler<Configur
           // nginx -t opens the access and error logs: say which step is missing instead.
           if (!(await isDirectory(layout.logs)))
             throw missing('CREATE_LAYOUT', `${layout.logs} does not exist`);
-          content = serverBlockFor(stack, environment, hostnames);
-          if (fastcgiCache)
-            kit.log('fastcgi_cache is set: the FastCGI page cache is not rendered by this agent yet');
+          content = serverBlockFor(stack, environment, hostnames, fastcgiCache);
+          // nginx makes only the last level of a cache path (and hands it to its worker user).
+          if (fastcgiCache) {
+            await mkdir(stack.nginx.cacheDir, { recursive: true, mode: 0o755 });
+            await mkdir(fastcgiCacheDir(stack, environment), { recursive: true, mode: 0o700 });
+          }
         }
         const { changed } = await applyConfigAtomically({
           path: file,
@@ -93,13 +113,18 @@ export function configureNginxHandler(stack: NodeStack): CommandHandler<Configur
           reload: commandReload(stack.nginx.reload),
           lock: stack.locks.nginx,
         });
+        // Without the zone, its files would come back as stale pages when the cache is turned on
+        // again (nginx loads a zone's directory at start): they go with it.
+        if (!fastcgiCache) await rm(fastcgiCacheDir(stack, environment), { recursive: true, force: true });
         kit.log(
           changed
             ? `${remove ? 'removed' : 'wrote'} ${file}; nginx checked and reloaded`
             : `${file} was already ${remove ? 'absent' : 'up to date'}`,
         );
         kit.progress(step, 100, 'done');
-        return remove ? { file, changed, removed: true } : { file, changed, hostnames, fastcgi_cache: false };
+        return remove
+          ? { file, changed, removed: true }
+          : { file, changed, hostnames, fastcgi_cache: fastcgiCache };
       },
     );
 }

@@ -164,9 +164,12 @@ describe('registry', () => {
     expect(capabilities()).toEqual([
       'clone_environment',
       'configure_nginx',
+      'create_magic_login',
       'environment_step',
       'noop',
       'ping',
+      'purge_cache',
+      'set_object_cache',
       'set_site_url',
     ]);
   });
@@ -265,6 +268,7 @@ describe.skipIf(!isRoot)('file-writing steps on a private node (root)', () => {
       stateDir: path.join(dir, 'state'),
       sitesDir: sites,
       nginxSitesDir: path.join(dir, 'nginx'),
+      nginxCacheDir: path.join(dir, 'nginx-cache'),
       nginxTestArgv: [nginxCheck],
       nginxReloadArgv: ['/bin/true'],
       cronDir: path.join(dir, 'cron'),
@@ -383,9 +387,13 @@ describe.skipIf(!isRoot)('file-writing steps on a private node (root)', () => {
     };
     expect(await call(nginx, payload)).toMatchObject({
       status: 'succeeded',
-      output: { changed: true, fastcgi_cache: false },
+      output: { changed: true, fastcgi_cache: true },
     });
     const content = await readFile(file, 'utf8');
+    expect(content).toContain(
+      `fastcgi_cache_path ${path.join(dir, 'nginx-cache', spec.name)} levels=1:2 keys_zone=wpcp_${spec.name.replace(/-/g, '_')}:10m`,
+    );
+    expect((await lstat(path.join(dir, 'nginx-cache', spec.name))).isDirectory()).toBe(true);
     expect(content).toContain('server_name shop--prod.node.example shop.example;');
     expect(content).toContain(`fastcgi_pass unix:/run/php/wpcp-${spec.name}.sock;`);
     expect(content).toContain('listen 80;');

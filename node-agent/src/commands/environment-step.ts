@@ -42,6 +42,7 @@ import {
   deleteLinuxUser,
   lookupLinuxUser,
 } from '../provisioning/linux-user.ts';
+import { ensureMagicLoginPlugin } from '../provisioning/magic-login-plugin.ts';
 import {
   accountExists,
   createDatabaseAndUser,
@@ -430,6 +431,8 @@ async function installWordPress({ stack, environment, layout, input, kit }: Step
   if ((await readIfExists(layout.sharedWpConfig)) === null) {
     throw missing('WRITE_WP_CONFIG', `${layout.sharedWpConfig} does not exist`);
   }
+  // The must-use plugin behind magic login (create_magic_login ensures it again). Idempotent.
+  await ensureMagicLoginPlugin(layout, { uid: user.uid, gid: user.gid });
   const installed = await runWp(stack, layout, user, kit, ['core', 'is-installed'], { allowFailure: true });
   if (installed.exitCode === 0) {
     kit.log('WordPress is already installed');

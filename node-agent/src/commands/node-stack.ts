@@ -21,6 +21,8 @@ export interface NodeStack {
   webUser: string;
   nginx: {
     sitesDir: string;
+    /** Root of the per-environment FastCGI cache directories. */
+    cacheDir: string;
     check: Command;
     reload: Command;
     listen: ListenAddress[];
@@ -87,6 +89,7 @@ export type NodeStackSettings = Pick<
   | 'stateDir'
   | 'sitesDir'
   | 'nginxSitesDir'
+  | 'nginxCacheDir'
   | 'nginxTestArgv'
   | 'nginxReloadArgv'
   | 'nginxListen'
@@ -119,6 +122,7 @@ export function nodeStackFromConfig(
     webUser: config.webUser,
     nginx: {
       sitesDir: config.nginxSitesDir,
+      cacheDir: config.nginxCacheDir,
       check: command(config.nginxTestArgv),
       reload: command(config.nginxReloadArgv),
       listen: config.nginxListen.map(parseListen),

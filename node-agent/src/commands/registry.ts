@@ -6,10 +6,13 @@ import type { Command, CommandPayloadCase } from '@wpcp/shared/agent-protocol';
 import { AgentConfig } from '../config.ts';
 import { cloneEnvironmentHandler } from './clone-environment.ts';
 import { configureNginxHandler } from './configure-nginx.ts';
+import { createMagicLoginHandler } from './create-magic-login.ts';
 import { environmentStepHandler } from './environment-step.ts';
 import { type NodeStack, nodeStackFromConfig } from './node-stack.ts';
 import { runNoop } from './noop.ts';
 import { runPing } from './ping.ts';
+import { purgeCacheHandler } from './purge-cache.ts';
+import { setObjectCacheHandler } from './set-object-cache.ts';
 import { setSiteUrlHandler } from './set-site-url.ts';
 import type { CommandContext, CommandHandler, HandlerOutcome } from './types.ts';
 
@@ -30,6 +33,9 @@ export function createHandlers(stack: NodeStack): CommandHandlers {
     configureNginx: configureNginxHandler(stack),
     setSiteUrl: setSiteUrlHandler(stack),
     cloneEnvironment: cloneEnvironmentHandler(stack),
+    setObjectCache: setObjectCacheHandler(stack),
+    purgeCache: purgeCacheHandler(stack),
+    createMagicLogin: createMagicLoginHandler(stack),
   };
 }
 
@@ -87,6 +93,24 @@ export function prepareCommand(
         supported: true,
         type: 'cloneEnvironment',
         run: (context) => handlers.cloneEnvironment(payload.value, context),
+      };
+    case 'setObjectCache':
+      return {
+        supported: true,
+        type: 'setObjectCache',
+        run: (context) => handlers.setObjectCache(payload.value, context),
+      };
+    case 'purgeCache':
+      return {
+        supported: true,
+        type: 'purgeCache',
+        run: (context) => handlers.purgeCache(payload.value, context),
+      };
+    case 'createMagicLogin':
+      return {
+        supported: true,
+        type: 'createMagicLogin',
+        run: (context) => handlers.createMagicLogin(payload.value, context),
       };
     default: {
       // Compile-time exhaustiveness: a new case that is not handled above is a type error here.

@@ -98,9 +98,12 @@ describe('session: hello, welcome, heartbeats, reconnect', () => {
     expect(hello?.capabilities).toEqual([
       'clone_environment',
       'configure_nginx',
+      'create_magic_login',
       'environment_step',
       'noop',
       'ping',
+      'purge_cache',
+      'set_object_cache',
       'set_site_url',
     ]);
     expect(hello?.agentVersion).toMatch(/^\d+\.\d+\.\d+/);

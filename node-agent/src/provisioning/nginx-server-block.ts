@@ -38,6 +38,77 @@ export interface ServerBlockOptions {
    */
   publicPort?: number;
   publicScheme?: 'http' | 'https';
+  /** The environment's FastCGI page cache (absent: nothing of it is rendered). */
+  fastcgiCache?: FastcgiCacheOptions;
+}
+
+export interface FastcgiCacheOptions {
+  /** keys_zone name: letters, digits and `_`. */
+  zone: string;
+  /** The zone's own directory (nginx creates and owns it). */
+  path: string;
+}
+
+/** The keys_zone name of an environment's page cache (`shop--prod` → `wpcp_shop__prod`). */
+export function fastcgiCacheZone(name: string): string {
+  return `wpcp_${name.replace(/-/g, '_')}`;
+}
+
+const ZONE = /^[a-z0-9_]{1,80}$/;
+
+/**
+ * Requests that are never answered from the cache nor stored in it: anything but GET/HEAD, any
+ * query string, WordPress's dynamic paths, WooCommerce's per-visitor pages, and visitors with a
+ * logged-in, comment-author, password-protected-post or WooCommerce cart/session cookie.
+ */
+export const CACHE_SKIP_URI =
+  '^/(?:wp-admin/|wp-login\\.php|xmlrpc\\.php|wp-json/|wp-cron\\.php|wp-signup\\.php|wp-activate\\.php|wp-trackback\\.php)|/feed/|sitemap(?:_index)?\\.xml|/(?:cart|checkout|my-account)(?:/|$)';
+export const CACHE_SKIP_COOKIE =
+  'wordpress_logged_in_|wordpress_sec_|wordpress_no_cache|comment_author|wp-postpass_|woocommerce_items_in_cart|woocommerce_cart_hash|woocommerce_recently_viewed|wp_woocommerce_session_|woocommerce_';
+
+function cacheHttpLines(cache: FastcgiCacheOptions): string[] {
+  return [
+    `# FastCGI page cache of this environment (its own zone and directory).`,
+    `fastcgi_cache_path ${cache.path} levels=1:2 keys_zone=${cache.zone}:10m max_size=256m inactive=60m use_temp_path=off;`,
+    '',
+  ];
+}
+
+function cacheServerLines(): string[] {
+  return [
+    '',
+    '    # Page cache skip rules: POST, query strings, dynamic paths, logged-in/comment/password/',
+    '    # WooCommerce cookies.',
+    '    set $wpcp_skip_cache 0;',
+    '    if ($request_method !~ ^(?:GET|HEAD)$) {',
+    '        set $wpcp_skip_cache 1;',
+    '    }',
+    '    if ($query_string != "") {',
+    '        set $wpcp_skip_cache 1;',
+    '    }',
+    `    if ($request_uri ~* "${CACHE_SKIP_URI}") {`,
+    '        set $wpcp_skip_cache 1;',
+    '    }',
+    `    if ($http_cookie ~* "${CACHE_SKIP_COOKIE}") {`,
+    '        set $wpcp_skip_cache 1;',
+    '    }',
+  ];
+}
+
+function cacheLocationLines(cache: FastcgiCacheOptions): string[] {
+  return [
+    `        fastcgi_cache ${cache.zone};`,
+    '        fastcgi_cache_key "$scheme$request_method$host$request_uri";',
+    '        fastcgi_cache_methods GET HEAD;',
+    '        fastcgi_cache_valid 200 301 302 10m;',
+    '        fastcgi_cache_valid 404 1m;',
+    '        fastcgi_cache_lock on;',
+    '        fastcgi_cache_use_stale error timeout updating http_500 http_503;',
+    '        fastcgi_cache_bypass $wpcp_skip_cache;',
+    '        fastcgi_no_cache $wpcp_skip_cache;',
+    '        # HIT, MISS, BYPASS, EXPIRED, ...: the cache state is observable.',
+    '        add_header X-Cache $upstream_cache_status always;',
+  ];
 }
 
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
@@ -107,9 +178,15 @@ export function renderServerBlock(options: ServerBlockOptions): string {
       : [];
   if (options.accessLog !== undefined) assertSafeAbsolutePath(options.accessLog, 'accessLog');
   if (options.errorLog !== undefined) assertSafeAbsolutePath(options.errorLog, 'errorLog');
+  const cache = options.fastcgiCache;
+  if (cache) {
+    check(ZONE.test(cache.zone), `fastcgiCache.zone must be letters, digits and '_': ${cache.zone}`);
+    assertSafeAbsolutePath(cache.path, 'fastcgiCache.path');
+  }
 
   const lines = [
     `# Managed by the wpcp agent for environment ${options.name}; changes are overwritten.`,
+    ...(cache ? cacheHttpLines(cache) : []),
     'server {',
     ...listens.map((listen) => `    listen ${listen};`),
     `    server_name ${options.hostnames.join(' ')};`,
@@ -119,6 +196,7 @@ export function renderServerBlock(options: ServerBlockOptions): string {
   ];
   if (options.accessLog) lines.push(`    access_log ${options.accessLog};`);
   if (options.errorLog) lines.push(`    error_log ${options.errorLog};`);
+  if (cache) lines.push(...cacheServerLines());
   lines.push(
     '',
     '    # Hidden files (.git, .env, .htaccess) are never served; ACME http-01 challenges are.',
@@ -144,6 +222,7 @@ export function renderServerBlock(options: ServerBlockOptions): string {
     ...hostWithPort,
     `        fastcgi_pass unix:${options.fastcgiSocket};`,
     `        fastcgi_read_timeout ${options.fastcgiReadTimeoutSeconds}s;`,
+    ...(cache ? cacheLocationLines(cache) : []),
     '    }',
     '}',
     '',

@@ -87,6 +87,18 @@ export function countingHandlers(base: CommandHandlers = defaultHandlers): {
         count(context.commandId);
         return base.cloneEnvironment(payload, context);
       },
+      setObjectCache: (payload, context) => {
+        count(context.commandId);
+        return base.setObjectCache(payload, context);
+      },
+      purgeCache: (payload, context) => {
+        count(context.commandId);
+        return base.purgeCache(payload, context);
+      },
+      createMagicLogin: (payload, context) => {
+        count(context.commandId);
+        return base.createMagicLogin(payload, context);
+      },
     },
   };
 }

@@ -171,6 +171,18 @@ export const errorCatalogue = {
     meaning:
       "Job only: a site's deletion stopped because one of its environments could not be deleted (that environment's own job says why). The site and what is left of it are `failed`; delete the site again.",
   },
+  environment_not_active: {
+    status: 409,
+    retryable: false,
+    meaning:
+      'The environment is not `active` (it is being provisioned, updated or deleted, or it failed): magic login needs a running WordPress.',
+  },
+  wp_cli_error: {
+    status: 502,
+    retryable: false,
+    meaning:
+      "The WordPress operation on the node failed (WP-CLI or the node's WordPress files); `message` carries the node's reason.",
+  },
 } as const satisfies Record<string, ErrorDefinition>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

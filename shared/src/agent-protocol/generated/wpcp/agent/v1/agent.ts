@@ -587,7 +587,59 @@ export interface Command {
      * serialization-safe search-replace of its URL.
      */
     { $case: "cloneEnvironment"; value: CloneEnvironment }
+    | //
+    /** Turns an environment's Redis object cache on or off (the drop-in, through WP-CLI). */
+    { $case: "setObjectCache"; value: SetObjectCache }
+    | //
+    /** Empties an environment's FastCGI page cache and deletes its Redis keys, no one else's. */
+    { $case: "purgeCache"; value: PurgeCache }
+    | //
+    /** Issues a one-time login URL for an environment's WordPress admin. */
+    { $case: "createMagicLogin"; value: CreateMagicLogin }
     | undefined;
+}
+
+/**
+ * Installs (`enabled`) or removes the Redis object-cache drop-in of an environment through WP-CLI
+ * (`wp redis enable` / `wp redis disable`), idempotent both ways. wp-config.php already defines the
+ * environment's literal WP_REDIS_PREFIX, so the environment never reads another's keys.
+ */
+export interface SetObjectCache {
+  /** The environment whose object cache changes. */
+  environment:
+    | EnvironmentSpec
+    | undefined;
+  /** On (drop-in installed) or off (drop-in removed). */
+  enabled: boolean;
+}
+
+/**
+ * Purges an environment's caches: every file in its FastCGI cache directory (the zone directory
+ * itself stays) and every Redis key under its prefix (SCAN + UNLINK of the escaped prefix; never
+ * FLUSHDB). The result's `output_json` counts them:
+ * {"page_cache_files_removed": 12, "redis_keys_removed": 340}.
+ */
+export interface PurgeCache {
+  /** The environment whose caches are emptied. */
+  environment: EnvironmentSpec | undefined;
+}
+
+/**
+ * Creates a one-time login token for an environment's WordPress admin. The token (at least 128
+ * random bits) is stored on the node only as a hash, is valid `ttl_seconds`, and is consumed by
+ * its first use (the must-use plugin installed at provisioning checks and deletes it atomically).
+ * The result's `output_json`: {"login_url": "...", "expires_at_ms": 1730000000000, "user": "..."}.
+ * The login URL is a secret: it is never logged, on either side.
+ */
+export interface CreateMagicLogin {
+  /** The environment to log in to. */
+  environment:
+    | EnvironmentSpec
+    | undefined;
+  /** Base URL of the environment (scheme, primary hostname, port; no path): the login URL opens there. */
+  siteUrl: string;
+  /** How long the token is valid, in seconds. */
+  ttlSeconds: number;
 }
 
 /**
@@ -2477,6 +2529,15 @@ export const Command: MessageFns<Command> = {
       case "cloneEnvironment":
         CloneEnvironment.encode(message.payload.value, writer.uint32(122).fork()).join();
         break;
+      case "setObjectCache":
+        SetObjectCache.encode(message.payload.value, writer.uint32(130).fork()).join();
+        break;
+      case "purgeCache":
+        PurgeCache.encode(message.payload.value, writer.uint32(138).fork()).join();
+        break;
+      case "createMagicLogin":
+        CreateMagicLogin.encode(message.payload.value, writer.uint32(146).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2566,6 +2627,30 @@ export const Command: MessageFns<Command> = {
             message.payload = { $case: "cloneEnvironment", value: CloneEnvironment.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.payload = { $case: "setObjectCache", value: SetObjectCache.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.payload = { $case: "purgeCache", value: PurgeCache.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.payload = { $case: "createMagicLogin", value: CreateMagicLogin.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2611,6 +2696,18 @@ export const Command: MessageFns<Command> = {
         ? { $case: "cloneEnvironment", value: CloneEnvironment.fromJSON(object.cloneEnvironment) }
         : isSet(object.clone_environment)
         ? { $case: "cloneEnvironment", value: CloneEnvironment.fromJSON(object.clone_environment) }
+        : isSet(object.setObjectCache)
+        ? { $case: "setObjectCache", value: SetObjectCache.fromJSON(object.setObjectCache) }
+        : isSet(object.set_object_cache)
+        ? { $case: "setObjectCache", value: SetObjectCache.fromJSON(object.set_object_cache) }
+        : isSet(object.purgeCache)
+        ? { $case: "purgeCache", value: PurgeCache.fromJSON(object.purgeCache) }
+        : isSet(object.purge_cache)
+        ? { $case: "purgeCache", value: PurgeCache.fromJSON(object.purge_cache) }
+        : isSet(object.createMagicLogin)
+        ? { $case: "createMagicLogin", value: CreateMagicLogin.fromJSON(object.createMagicLogin) }
+        : isSet(object.create_magic_login)
+        ? { $case: "createMagicLogin", value: CreateMagicLogin.fromJSON(object.create_magic_login) }
         : undefined,
     };
   },
@@ -2638,6 +2735,12 @@ export const Command: MessageFns<Command> = {
       obj.setSiteUrl = SetSiteUrl.toJSON(message.payload.value);
     } else if (message.payload?.$case === "cloneEnvironment") {
       obj.cloneEnvironment = CloneEnvironment.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "setObjectCache") {
+      obj.setObjectCache = SetObjectCache.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "purgeCache") {
+      obj.purgeCache = PurgeCache.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "createMagicLogin") {
+      obj.createMagicLogin = CreateMagicLogin.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -2687,7 +2790,292 @@ export const Command: MessageFns<Command> = {
         }
         break;
       }
+      case "setObjectCache": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "setObjectCache", value: SetObjectCache.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "purgeCache": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "purgeCache", value: PurgeCache.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "createMagicLogin": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "createMagicLogin", value: CreateMagicLogin.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSetObjectCache(): SetObjectCache {
+  return { environment: undefined, enabled: false };
+}
+
+export const SetObjectCache: MessageFns<SetObjectCache> = {
+  encode(message: SetObjectCache, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    if (message.enabled !== false) {
+      writer.uint32(16).bool(message.enabled);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetObjectCache {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetObjectCache();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetObjectCache {
+    return {
+      environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined,
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+    };
+  },
+
+  toJSON(message: SetObjectCache): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetObjectCache>, I>>(base?: I): SetObjectCache {
+    return SetObjectCache.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetObjectCache>, I>>(object: I): SetObjectCache {
+    const message = createBaseSetObjectCache();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    message.enabled = object.enabled ?? false;
+    return message;
+  },
+};
+
+function createBasePurgeCache(): PurgeCache {
+  return { environment: undefined };
+}
+
+export const PurgeCache: MessageFns<PurgeCache> = {
+  encode(message: PurgeCache, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PurgeCache {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePurgeCache();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PurgeCache {
+    return { environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined };
+  },
+
+  toJSON(message: PurgeCache): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PurgeCache>, I>>(base?: I): PurgeCache {
+    return PurgeCache.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PurgeCache>, I>>(object: I): PurgeCache {
+    const message = createBasePurgeCache();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateMagicLogin(): CreateMagicLogin {
+  return { environment: undefined, siteUrl: "", ttlSeconds: 0 };
+}
+
+export const CreateMagicLogin: MessageFns<CreateMagicLogin> = {
+  encode(message: CreateMagicLogin, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.environment !== undefined) {
+      EnvironmentSpec.encode(message.environment, writer.uint32(10).fork()).join();
+    }
+    if (message.siteUrl !== "") {
+      writer.uint32(18).string(message.siteUrl);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(24).uint32(message.ttlSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateMagicLogin {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateMagicLogin();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.environment = EnvironmentSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.siteUrl = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateMagicLogin {
+    return {
+      environment: isSet(object.environment) ? EnvironmentSpec.fromJSON(object.environment) : undefined,
+      siteUrl: isSet(object.siteUrl)
+        ? globalThis.String(object.siteUrl)
+        : isSet(object.site_url)
+        ? globalThis.String(object.site_url)
+        : "",
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: CreateMagicLogin): unknown {
+    const obj: any = {};
+    if (message.environment !== undefined) {
+      obj.environment = EnvironmentSpec.toJSON(message.environment);
+    }
+    if (message.siteUrl !== "") {
+      obj.siteUrl = message.siteUrl;
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateMagicLogin>, I>>(base?: I): CreateMagicLogin {
+    return CreateMagicLogin.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateMagicLogin>, I>>(object: I): CreateMagicLogin {
+    const message = createBaseCreateMagicLogin();
+    message.environment = (object.environment !== undefined && object.environment !== null)
+      ? EnvironmentSpec.fromPartial(object.environment)
+      : undefined;
+    message.siteUrl = object.siteUrl ?? "";
+    message.ttlSeconds = object.ttlSeconds ?? 0;
     return message;
   },
 };
