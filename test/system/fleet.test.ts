@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createTestDatabase, waitFor } from '@wpcp/control-plane/testing';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -30,6 +33,10 @@ afterAll(async () => {
 });
 
 async function controlPlane(options: { env?: Record<string, string>; testJobs?: boolean } = {}) {
+  // Some of these processes are killed with SIGKILL: the test owns their data dirs.
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'wpcp-fleet-cp-'));
+  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  options = { ...options, env: { WPCP_DATA_DIR: dataDir, ...options.env } };
   const cp = await startControlPlaneProcess({
     adminUrl: inject('postgresAdminUrl'),
     databaseUrl: database.url,

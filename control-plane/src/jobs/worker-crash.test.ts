@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
@@ -23,9 +26,11 @@ async function startDoomedWorker(
   retryLimit: number,
 ): Promise<{ child: ChildProcess; jobId: string }> {
   const payload = JSON.stringify({ hang_at: 'apply', hang_on_attempts: [1] });
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'wpcp-test-doomed-'));
+  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
   const child = spawn(
     process.execPath,
-    [childScript, inject('postgresAdminUrl'), databaseUrl, String(retryLimit), payload],
+    [childScript, inject('postgresAdminUrl'), databaseUrl, String(retryLimit), payload, dataDir],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

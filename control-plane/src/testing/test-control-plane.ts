@@ -41,7 +41,10 @@ export async function startTestControlPlane(
   } = {},
 ): Promise<TestControlPlane> {
   const database = options.database ?? (await createTestDatabase(adminUrl));
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'wpcp-test-data-'));
+  // A caller that will kill this control plane (SIGKILL leaves no chance to clean up) gives its
+  // own WPCP_DATA_DIR and removes it itself.
+  const ownDataDir = options.env?.WPCP_DATA_DIR === undefined;
+  const dataDir = options.env?.WPCP_DATA_DIR ?? (await mkdtemp(path.join(tmpdir(), 'wpcp-test-data-')));
   const config = loadConfig({
     DATABASE_URL: database.url,
     WPCP_DATA_DIR: dataDir,
@@ -85,7 +88,7 @@ export async function startTestControlPlane(
     destroy: async () => {
       await controlPlane.close();
       if (!options.database) await database.drop();
-      await rm(dataDir, { recursive: true, force: true });
+      if (ownDataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
