@@ -60,6 +60,8 @@ type Row = Record<string, string | number | undefined>;
 
 export interface FleetReport {
   processes: Row[];
+  /** Warnings and errors the control plane logged, counted by message. */
+  log: Row[];
   connect: Row;
   steady: Row;
   commands: Record<string, Row>;
@@ -77,11 +79,29 @@ const live = {
   runDir: '',
 };
 
+/** Blocks this thread for `ms` (only in emergencyCleanup, which must be synchronous). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Synchronous last resort (signal, watchdog): kill by pid what this run started, remove its files. */
 export function emergencyCleanup(): void {
   for (const child of live.children) if (child.pid && isAlive(child.pid)) child.kill('SIGKILL');
-  if (live.postmasterPid && isAlive(live.postmasterPid)) process.kill(live.postmasterPid, 'SIGQUIT');
-  if (live.runDir) rmSync(live.runDir, { recursive: true, force: true });
+  let postmaster = live.postmasterPid;
+  if (!postmaster && live.runDir) {
+    try {
+      const file = path.join(live.runDir, 'control-plane', 'postgres', 'postmaster.pid');
+      postmaster = Number(readFileSync(file, 'utf8').split('\n')[0]) || undefined;
+    } catch {
+      // PostgreSQL never started
+    }
+  }
+  if (postmaster && isAlive(postmaster)) {
+    process.kill(postmaster, 'SIGQUIT'); // immediate shutdown: the postmaster stops its backends
+    for (let i = 0; i < 50 && isAlive(postmaster); i++) sleepSync(100);
+    if (isAlive(postmaster)) process.kill(postmaster, 'SIGKILL');
+  }
+  if (live.runDir) rmSync(live.runDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
 }
 
 function forkChild(script: string, runDir: string, extraExecArgv: string[] = []): ChildProcess {
@@ -116,6 +136,38 @@ async function readPostmasterPid(file: string): Promise<number | undefined> {
 
 const mb = (kb: number) => round(kb / 1024, 1);
 
+/** The control plane's warnings and errors (pino JSON lines, level >= 40), counted by message. */
+function summarizeLog(file: string): Row[] {
+  const counts = new Map<string, Row>();
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    let entry: { level?: number; msg?: string; err?: { message?: string }; reason?: string };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if ((entry.level ?? 0) < 40) continue;
+    const detail = (entry.err?.message ?? entry.reason ?? '').replace(/[0-9a-f-]{36}/g, '<id>').slice(0, 100);
+    const key = `${entry.level} ${entry.msg} ${detail}`;
+    const row = counts.get(key) ?? {
+      level: entry.level === 40 ? 'warn' : entry.level === 50 ? 'error' : 'fatal',
+      message: entry.msg,
+      detail,
+      count: 0,
+    };
+    row.count = Number(row.count) + 1;
+    counts.set(key, row);
+  }
+  return [...counts.values()].sort((a, b) => Number(b.count) - Number(a.count)).slice(0, 15);
+}
+
 /** CPU ticks of every process of the run at one instant. */
 interface CpuSnapshot {
   at: number;
@@ -148,7 +200,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetReport> {
     live.postmasterPid = postmasterPid;
     // One socket per agent in the control plane (plus its own files, PostgreSQL and pg-boss
     // connections): above the soft limit of open files, raise it rather than fail with EMFILE.
-    const cpNofile = ensureNofile(cpPid, n + 1_024);
+    const cpNofile = ensureNofile(cpPid, n + 1_024, n + 100);
     if (cpNofile) notes.push(`control plane: ${cpNofile}`);
     if (n > 28_000) {
       notes.push(
@@ -173,7 +225,9 @@ export async function benchFleet(options: FleetOptions): Promise<FleetReport> {
       ]);
       agentChildren.push({ child, rpc: new RpcClient<AgentsMethods>(child, `agents #${p + 1}`), from, to });
       if (options.agentsNice !== 0 && child.pid) setPriority(child.pid, options.agentsNice);
-      const agentsNofile = child.pid ? ensureNofile(child.pid, to - from + 1_024) : undefined;
+      const agentsNofile = child.pid
+        ? ensureNofile(child.pid, to - from + 1_024, to - from + 100)
+        : undefined;
       if (agentsNofile) notes.push(`agents #${p + 1}: ${agentsNofile}`);
     }
     await Promise.all(
@@ -467,7 +521,7 @@ export async function benchFleet(options: FleetOptions): Promise<FleetReport> {
         runs: `${to - from} AgentSessions (nodes ${from}..${to - 1}), no-op executor`,
       })),
     ];
-    return { processes, connect, steady, commands, breakdown, notes };
+    return { processes, log: summarizeLog(started.logFile), connect, steady, commands, breakdown, notes };
   } catch (error) {
     failed = true;
     try {

@@ -114,6 +114,9 @@ if (which.has('fleet')) {
   console.table(report.commands);
   console.log('\nWhere the command time goes (milliseconds, from database timestamps / job output)');
   console.table(report.breakdown);
+  console.log('\nControl-plane warnings and errors during the run (log level >= warn)');
+  if (report.log.length) console.table(report.log);
+  else console.log('none');
   for (const note of report.notes) console.log(`note: ${note}`);
 }
 process.exit(0);
