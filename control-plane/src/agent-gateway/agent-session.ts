@@ -243,6 +243,12 @@ export class AgentSession implements RegisteredStream {
       this.close(grpc.status.PERMISSION_DENIED, 'the node is disabled');
       return;
     }
+    // The stream may have ended while the row was written; #finish saw it as never open, so the
+    // stream record must be cleared here, or the node would look connected with no stream.
+    if ((this.#state as string) === 'closed') {
+      await gq.endStream(this.#deps.db, this.nodeId, this.sessionId);
+      return;
+    }
     this.#state = 'open';
     this.#send({
       message: {
